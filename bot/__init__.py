@@ -1,0 +1,3 @@
+"""Runbook Bot: ChatOps / SOAR runbook automation."""
+
+__version__ = "0.1.0"

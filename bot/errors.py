@@ -1,0 +1,162 @@
+"""The exception tree of Runbook Bot.
+
+Every error the product raises on purpose derives from one root, so callers
+can tell "our" failures from bugs. Errors carry structured fields; code never
+branches on message text.
+
+    RunbookBotError
+    ├── RunbookLoadError          a runbook file or set did not load (carries diagnostics)
+    ├── InputError                run inputs that do not fit the declared inputs
+    ├── ConfigError               bad settings / environment
+    ├── NotFoundError             unknown runbook, run or step
+    ├── PermissionDenied          someone may not do what they asked
+    ├── ConflictError             a state change that does not fit the current state
+    ├── StoreError                the data directory cannot be read or written
+    │   ├── DataDirLocked         another process owns the data directory
+    │   └── CorruptStateError     a state file or journal line cannot be read
+    ├── AuditError                the audit log cannot be written or verified
+    └── ConnectorError            a connector action failed (see connectors.base)
+        ├── RetryableError        worth another attempt (timeouts, 5xx, 429, connection)
+        ├── AuthenticationError   credentials refused by the vendor
+        └── NotConfiguredError    the connector has no credentials
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class RunbookBotError(Exception):
+    """Root of every error raised on purpose by Runbook Bot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found while loading a runbook, pointing into its file.
+
+    Attributes:
+        path: the file, as given to the loader.
+        line: 1-based line in the original file.
+        column: 1-based column in the original file.
+        message: what is wrong, and where possible what was meant.
+        severity: ``error`` or ``warning``.
+    """
+
+    path: str
+    line: int
+    column: int
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.path}:{self.line}:{self.column}: {prefix}{self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+            "severity": self.severity,
+        }
+
+
+class RunbookLoadError(RunbookBotError):
+    """Runbooks did not load; ``diagnostics`` lists every problem found."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+class InputError(RunbookBotError):
+    """Run inputs that do not match the runbook's declared inputs."""
+
+    def __init__(self, message: str, *, input_name: str | None = None) -> None:
+        self.input_name = input_name
+        super().__init__(message)
+
+
+class ConfigError(RunbookBotError):
+    """Settings or environment that cannot work."""
+
+
+class NotFoundError(RunbookBotError):
+    """An unknown runbook, run or step."""
+
+    def __init__(self, message: str, *, kind: str = "", key: str = "") -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(message)
+
+
+class PermissionDenied(RunbookBotError):
+    """Someone asked for something they may not do."""
+
+
+class ConflictError(RunbookBotError):
+    """A change that does not fit the current state (a run that already ended, ...)."""
+
+
+class StoreError(RunbookBotError):
+    """The data directory cannot be read or written."""
+
+
+class DataDirLocked(StoreError):
+    """Another process owns the data directory."""
+
+    def __init__(self, message: str, *, owner: dict[str, object] | None = None) -> None:
+        self.owner = owner or {}
+        super().__init__(message)
+
+
+class CorruptStateError(StoreError):
+    """A state file or journal record that cannot be read."""
+
+
+class AuditError(RunbookBotError):
+    """The audit log cannot be written, read or verified."""
+
+
+class ConnectorError(RunbookBotError):
+    """A connector action failed.
+
+    Attributes:
+        retryable: whether another attempt may succeed.
+        retry_after: seconds the vendor asked us to wait, if it said.
+        connector: the connector's name, when known.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        connector: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        if retryable is not None:
+            self.retryable = retryable
+        self.retry_after = retry_after
+        self.connector = connector
+        self.status = status
+        super().__init__(message)
+
+
+class RetryableError(ConnectorError):
+    """A failure worth another attempt: timeouts, connection errors, 5xx, 429."""
+
+    retryable = True
+
+
+class AuthenticationError(ConnectorError):
+    """The vendor refused our credentials."""
+
+
+class NotConfiguredError(ConnectorError):
+    """The connector has no credentials configured."""

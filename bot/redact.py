@@ -1,0 +1,93 @@
+"""Keeping secrets out of everything we write or show.
+
+One process-wide :data:`REDACTOR` knows every secret value: configured
+credentials (Slack, API tokens, alert secrets, connector settings) and tokens
+obtained with them at run time. Audit records, command output, chat messages
+and log lines pass through it on the way out.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+MASK = "***"
+MIN_SECRET_LENGTH = 4
+_SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ROUTING_KEY|PRIVATE_KEY)", re.I)
+
+
+class Redactor:
+    """Replaces known secret values with ``***``."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, value: str | SecretStr | None) -> None:
+        """Remember a secret value (short values are ignored: they would mask everything)."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not value or len(value) < MIN_SECRET_LENGTH:
+            return
+        with self._lock:
+            if value in self._secrets:
+                return
+            self._secrets.add(value)
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def add_settings(self, settings: BaseModel, env: Mapping[str, str]) -> None:
+        """Register every secret in the settings and every secret-looking variable."""
+        for name in type(settings).model_fields:
+            value = getattr(settings, name)
+            if isinstance(value, SecretStr):
+                self.add(value)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    if isinstance(item, SecretStr):
+                        self.add(item)
+        for key, value in env.items():
+            if (key.startswith("RUNBOOK_") or key.startswith("SLACK_")) and _SECRET_NAME.search(
+                key
+            ):
+                self.add(value)
+
+    def text(self, value: str) -> str:
+        pattern = self._pattern
+        if pattern is None:
+            return value
+        return pattern.sub(MASK, value)
+
+    def contains_secret(self, value: str) -> bool:
+        pattern = self._pattern
+        return pattern is not None and pattern.search(value) is not None
+
+    def value(self, value: Any) -> Any:
+        """Redact strings anywhere inside dicts, lists and tuples."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.value(item) for item in value]
+        return value
+
+    def clear(self) -> None:
+        """Forget every secret (tests)."""
+        with self._lock:
+            self._secrets.clear()
+            self._pattern = None
+
+
+REDACTOR = Redactor()
+
+
+def redact_text(value: str) -> str:
+    return REDACTOR.text(value)

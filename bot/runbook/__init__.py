@@ -1,0 +1,1 @@
+"""The runbook language: model, loaders, templates and validation (pure: no I/O adapters)."""
