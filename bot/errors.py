@@ -15,6 +15,7 @@ branches on message text.
     │   ├── DataDirLocked         another process owns the data directory
     │   └── CorruptStateError     a state file or journal line cannot be read
     ├── AuditError                the audit log cannot be written or verified
+    ├── ChatError                 the chat adapter could not post or update a message
     └── ConnectorError            a connector action failed (see connectors.base)
         ├── RetryableError        worth another attempt (timeouts, 5xx, 429, connection)
         ├── AuthenticationError   credentials refused by the vendor
@@ -118,6 +119,15 @@ class CorruptStateError(StoreError):
 
 class AuditError(RunbookBotError):
     """The audit log cannot be written, read or verified."""
+
+
+class ChatError(RunbookBotError):
+    """A chat message could not be posted or updated (``channel_not_found``, ...)."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+        self.code = code
+        self.retryable = retryable
+        super().__init__(message)
 
 
 class ConnectorError(RunbookBotError):

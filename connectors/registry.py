@@ -119,6 +119,10 @@ class ConnectorPool:
         self.sandbox_env = dict(sandbox_env or {})
         self._instances: dict[str, Connector] = {}
 
+    def lookup(self, ref: str) -> ActionSpec:
+        """The action spec of ``connector.action`` (LookupError if unknown)."""
+        return self.registry.lookup(ref)
+
     def is_configured(self, name: str) -> bool:
         return self.registry.connector_class(name).is_configured(self._env_for(name))
 
@@ -208,7 +212,7 @@ def _plain_output(result: Any, spec: ActionSpec) -> dict[str, Any]:
     if result is None:
         return {}
     if isinstance(result, BaseModel):
-        return result.model_dump(mode="json")
+        return result.model_dump(mode="json", by_alias=True)
     if isinstance(result, Mapping):
         return dict(result)
     raise ConnectorError(

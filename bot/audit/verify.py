@@ -1,0 +1,79 @@
+"""Checking the audit log's hash chain end to end."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from bot.audit.log import GENESIS, KEYS, iter_lines, record_hash
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """Outcome of a verification: ``ok``, how many records, and the first problem."""
+
+    ok: bool
+    records: int
+    problem: str | None = None
+    line: int | None = None
+    seq: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "problem": self.problem,
+            "line": self.line,
+            "seq": self.seq,
+        }
+
+
+def verify(path: str) -> VerifyResult:
+    """Verify every record: well-formed, consecutive ``seq``, ``prev`` links, ``hash``.
+
+    A changed record fails its hash; a removed, inserted or reordered record
+    breaks ``seq`` or ``prev``. The first bad record is named by line and seq.
+    """
+    expected_prev = GENESIS
+    expected_seq = 1
+    count = 0
+    for _offset, number, raw in iter_lines(path):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            return VerifyResult(False, count, "line is not valid JSON", number)
+        if not isinstance(record, dict):
+            return VerifyResult(False, count, "line is not a JSON object", number)
+        seq = record.get("seq")
+        missing = [key for key in (*KEYS, "hash") if key not in record]
+        if missing:
+            return VerifyResult(False, count, f"record lacks {', '.join(missing)}", number, seq)
+        extra = sorted(set(record) - {*KEYS, "hash"})
+        if extra:
+            return VerifyResult(False, count, f"record has unexpected keys {extra}", number, seq)
+        if record.get("hash") != record_hash(record):
+            return VerifyResult(
+                False, count, "hash does not match the record (it was changed)", number, seq
+            )
+        if seq != expected_seq:
+            return VerifyResult(
+                False,
+                count,
+                f"expected seq {expected_seq}, found {seq} (records removed, inserted or "
+                "reordered)",
+                number,
+                seq,
+            )
+        if record.get("prev") != expected_prev:
+            return VerifyResult(
+                False,
+                count,
+                "prev does not match the previous record's hash (records removed, inserted "
+                "or reordered)",
+                number,
+                seq,
+            )
+        expected_prev = record["hash"]
+        expected_seq += 1
+        count += 1
+    return VerifyResult(True, count)

@@ -1,0 +1,320 @@
+"""The journal-backed store: the audit log as journal, a TinyDB snapshot, an archive.
+
+Layout of a data directory::
+
+    audit.jsonl          the audit log (source of truth for all state)
+    state.json           TinyDB snapshot: journal watermark, run summaries,
+                         active runs, dedup windows, schedule firings
+    runs/<id>.json       final state of each finished run (written once)
+    definitions/<sha>.*  the exact runbook text each run started with
+    lock, owner.json     who owns the directory
+
+Persisting a step costs two fsynced appends (shared with concurrent writers
+by group commit); nothing per step grows with the number of past runs or the
+length of the run. Snapshots are written lazily (at checkpoints) and only
+speed up loading: on open, the tail of the journal after the snapshot's
+watermark is replayed through the same reducer the engine uses live.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.audit.log import GENESIS, AuditLog, iter_lines
+from bot.engine.state import (
+    DedupEntry,
+    RunState,
+    World,
+    apply,
+    run_from_dict,
+    run_to_dict,
+)
+from bot.errors import ConflictError, CorruptStateError, StoreError
+from bot.store.fileops import FileOps
+from bot.store.lock import DataDirLock
+from bot.store.snapshot import Snapshot
+
+log = logging.getLogger("runbook.store")
+
+IDEMPOTENCY_KEEP = 20_000
+
+
+class Transaction:
+    """Records built, applied and then written together with one fsync.
+
+    Everything between :meth:`DataStore.begin` and :meth:`commit` is
+    synchronous, so nothing else in the process can observe the applied
+    records before they are durable. If the write fails, the store is broken
+    (state in memory is ahead of the disk) and refuses further work; the
+    engine stops, and a restart rebuilds state from what is on disk.
+    """
+
+    def __init__(self, store: DataStore) -> None:
+        self.store = store
+        self.records: list[dict[str, Any]] = []
+        self._lines: list[bytes] = []
+
+    def add(self, event: dict[str, Any], max_bytes: int | None = None) -> dict[str, Any]:
+        audit = self.store.audit
+        offset = audit.reserved
+        record, line = audit.build(event, event["ts"], max_bytes)
+        apply(self.store.world, record, offset)
+        self.records.append(record)
+        self._lines.append(line)
+        return record
+
+    def commit(self) -> list[dict[str, Any]]:
+        if self._lines:
+            self.store.audit.write(self._lines)
+            self.store.applied_offset = self.store.audit.size
+            self.store.dirty += len(self._lines)
+            self._lines = []
+        return self.records
+
+
+class DataStore:
+    """Store port implementation over a data directory."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        readonly: bool = False,
+        fileops: FileOps | None = None,
+        sync: bool = True,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.readonly = readonly
+        self.fileops = fileops or FileOps()
+        self.world = World()
+        self.audit = AuditLog(str(self.data_dir / "audit.jsonl"), fileops=self.fileops, sync=sync)
+        self.lock = DataDirLock(self.data_dir)
+        self.snapshot = Snapshot(self.data_dir / "state.json", self.fileops, readonly)
+        self.applied_offset = 0
+        self.warnings: list[str] = []
+        self._opened = False
+        self.dirty = 0
+
+    # -- opening and closing -------------------------------------------------------------
+
+    def open(self, owner: Mapping[str, Any] | None = None) -> None:
+        """Load the world; unless read-only, take the lock and open the journal for appends.
+
+        Raises:
+            DataDirLocked: another process owns the directory.
+            StoreError: the directory cannot be created or read.
+        """
+        if not self.readonly:
+            try:
+                for sub in ("", "runs", "definitions"):
+                    (self.data_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StoreError(f"cannot create data directory {self.data_dir}: {exc}") from exc
+            self.lock.acquire(dict(owner or {"command": "runbook"}))
+        elif not self.data_dir.exists():
+            self._opened = True
+            return
+        try:
+            self._load()
+            if not self.readonly:
+                self.audit.open(
+                    seq=self.world.seq, last_hash=self.world.last_hash, size=self.applied_offset
+                )
+        except BaseException:
+            self.lock.release()
+            raise
+        self._opened = True
+
+    async def close(self) -> None:
+        """Checkpoint, close the journal and release the lock."""
+        if not self._opened:
+            return
+        try:
+            if not self.readonly:
+                self.audit.close()
+                try:
+                    await self.checkpoint()
+                except StoreError as exc:
+                    log.warning("could not write the snapshot: %s", exc)
+        finally:
+            self.lock.release()
+            self._opened = False
+
+    def _load(self) -> None:
+        try:
+            tables = self.snapshot.load()
+        except CorruptStateError as exc:
+            tables = None
+            self.warnings.append(
+                f"{exc}; rebuilding state from the audit log (nothing recorded is lost)"
+            )
+            if not self.readonly:
+                aside = self.snapshot.path.with_name(f"state.json.corrupt-{int(time.time())}")
+                try:
+                    self.snapshot.path.replace(aside)
+                except OSError:
+                    pass
+                self.snapshot = Snapshot(self.data_dir / "state.json", self.fileops)
+        start = 0
+        if tables is not None:
+            meta = tables["meta"]
+            self.world.seq = int(meta.get("seq", 0))
+            self.world.last_hash = str(meta.get("hash", GENESIS))
+            start = int(meta.get("offset", 0))
+            for row in tables["runs"]:
+                self.world.summaries[row["id"]] = row
+            for row in tables["active"]:
+                run = run_from_dict(row)
+                self.world.runs[run.id] = run
+            for row in tables["dedup"]:
+                self.world.dedup[row["slot"]] = DedupEntry(row["run_id"], row["until"])
+            for row in tables["schedules"]:
+                self.world.schedules[row["key"]] = row["last"]
+            for row in tables["idempotency"]:
+                self.world.idempotency[row["key"]] = row["run_id"]
+        self._replay(start)
+
+    def _replay(self, start: int) -> None:
+        audit_path = self.data_dir / "audit.jsonl"
+        size = audit_path.stat().st_size if audit_path.exists() else 0
+        if start > size:
+            self.warnings.append(
+                "the snapshot is ahead of the audit log; rebuilding state from the audit log"
+            )
+            self.world = World()
+            start = 0
+        offset = start
+        for offset_at, _number, raw in iter_lines(str(audit_path), start):
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                raise CorruptStateError(
+                    f"audit log line at byte {offset_at} is not JSON; run `runbook audit verify`"
+                ) from None
+            if record.get("seq") != self.world.seq + 1 or record.get("prev") != (
+                self.world.last_hash
+            ):
+                self.warnings.append(
+                    f"audit chain broken at seq {record.get('seq')} (byte {offset_at}); "
+                    "run `runbook audit verify`"
+                )
+            apply(self.world, record, offset_at)
+            offset = offset_at + len(raw)
+        self.applied_offset = offset
+
+    # -- the store port ------------------------------------------------------------------
+
+    def begin(self, expected_versions: Mapping[str, int] | None = None) -> Transaction:
+        """Start a transaction: records added are applied at once and written on commit.
+
+        Raises:
+            StoreError: read-only, or the journal can no longer be written.
+            ConflictError: a run moved on since the writer last saw it.
+        """
+        if self.readonly:
+            raise StoreError("the store is open read-only")
+        self.audit.check_writable()
+        if expected_versions:
+            for run_id, version in expected_versions.items():
+                run = self.world.runs.get(run_id)
+                if run is not None and run.version != version:
+                    raise ConflictError(
+                        f"run {run_id} moved on (version {run.version}, expected {version})"
+                    )
+        return Transaction(self)
+
+    async def append(
+        self,
+        events: Sequence[dict[str, Any]],
+        expected_versions: Mapping[str, int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Durably append events and apply them, in order (one transaction)."""
+        txn = self.begin(expected_versions)
+        for event in events:
+            txn.add(event)
+        return txn.commit()
+
+    async def checkpoint(self, now: str | None = None) -> None:
+        """Archive finished runs and write the snapshot (atomically)."""
+        if self.readonly:
+            return
+        world = self.world
+        for run_id in list(world.finished):
+            run = world.runs.get(run_id)
+            if run is None or not run.ended:
+                continue
+            self._write_json(self.data_dir / "runs" / f"{run_id}.json", run_to_dict(run))
+            world.summaries[run_id] = run.summary()
+            del world.runs[run_id]
+        world.finished.clear()
+        if now is not None:
+            for slot in [s for s, e in world.dedup.items() if e.until <= now]:
+                del world.dedup[slot]
+        if len(world.idempotency) > IDEMPOTENCY_KEEP:
+            for key in list(world.idempotency)[: len(world.idempotency) - IDEMPOTENCY_KEEP]:
+                del world.idempotency[key]
+        tables = {
+            "meta": {
+                "seq": world.seq,
+                "hash": world.last_hash,
+                "offset": self.applied_offset,
+            },
+            "runs": list(world.summaries.values()),
+            "active": [run_to_dict(run) for run in world.runs.values()],
+            "dedup": [
+                {"slot": slot, "run_id": e.run_id, "until": e.until}
+                for slot, e in world.dedup.items()
+            ],
+            "schedules": [{"key": k, "last": v} for k, v in world.schedules.items()],
+            "idempotency": [{"key": k, "run_id": v} for k, v in world.idempotency.items()],
+        }
+        try:
+            self.snapshot.save(tables)
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.snapshot.path}: {exc.strerror or exc}") from exc
+        self.dirty = 0
+
+    @property
+    def broken(self) -> str | None:
+        return self.audit.broken
+
+    def get_run(self, run_id: str) -> RunState | None:
+        run = self.world.runs.get(run_id)
+        if run is not None:
+            return run
+        path = self.data_dir / "runs" / f"{run_id}.json"
+        if run_id in self.world.summaries or path.exists():
+            try:
+                return run_from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise CorruptStateError(f"cannot read the record of run {run_id}: {exc}") from exc
+        return None
+
+    async def save_definition(self, digest: str, form: str, text: str) -> None:
+        path = self.data_dir / "definitions" / f"{digest}.{'md' if form == 'markdown' else 'yaml'}"
+        if path.exists():
+            return
+        try:
+            self.fileops.write_file(str(path), text.encode("utf-8"))
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    def load_definition(self, digest: str) -> tuple[str, str] | None:
+        for suffix, form in (("yaml", "yaml"), ("md", "markdown")):
+            path = self.data_dir / "definitions" / f"{digest}.{suffix}"
+            if path.exists():
+                return form, path.read_text(encoding="utf-8")
+        return None
+
+    def _write_json(self, path: Path, data: Any) -> None:
+        try:
+            self.fileops.write_file(
+                str(path), json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
