@@ -80,6 +80,14 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     e.add_argument("--run", metavar="RUN_ID")
     e.add_argument("--since", metavar="TIME", help="ISO time, or a duration ago (24h)")
 
+    p = add("serve", "the bot service: Slack, alerts, API, schedules")
+    p.add_argument("--host", metavar="H")
+    p.add_argument("--port", metavar="P", type=int)
+    p.add_argument("--sandbox", action="store_true",
+                   help="serve fake vendor APIs on loopback to connectors without credentials")
+
+    add("demo", "a guided end-to-end run in the sandbox")
+
 
 def dispatch(args: argparse.Namespace) -> int:
     ctx = make_context(args)

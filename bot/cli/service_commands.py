@@ -1,13 +1,87 @@
-"""``runbook serve`` and ``runbook demo`` (the service lands with the Slack and intake work)."""
+"""``runbook serve`` (and ``runbook demo``, which lands with the first-ten-minutes work)."""
 
 from __future__ import annotations
 
-from bot.cli import EXIT_USAGE, CliExit
+import asyncio
+import logging
+import sys
+
+from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliExit
 from bot.cli.context import CliContext
+from bot.errors import RunbookLoadError
+
+log = logging.getLogger("runbook.serve")
 
 
 def cmd_serve(ctx: CliContext) -> int:
-    raise CliExit(EXIT_USAGE, "`runbook serve` is not available in this build yet")
+    import uvicorn
+
+    from bot.logs import setup_logging
+    from bot.service import Service
+    from bot.web.app import create_app
+
+    args = ctx.args
+    settings = ctx.settings
+    setup_logging(settings.log_format, "debug" if args.debug else settings.log_level)
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    if not settings.slack_enabled:
+        log.info("Slack is off (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to turn it on)")
+    service = Service(settings, ctx.env, sandbox=args.sandbox)
+    try:
+        service.open()
+    except RunbookLoadError as exc:
+        for diag in exc.diagnostics:
+            print(str(diag), file=sys.stderr)
+        raise CliExit(EXIT_USAGE, "refusing to start: the runbooks above have errors") from None
+    app = create_app(service)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=35,
+    )
+    server = _Server(config, service)
+    try:
+        server.run()
+    finally:
+        if service.store is not None and service.store.lock.held:
+            asyncio.run(service.stop())
+    if server.startup_failed:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+class _Server:
+    """uvicorn's server, telling the service its URL once it listens."""
+
+    def __init__(self, config: object, service: object) -> None:
+        import uvicorn
+
+        outer = self
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+                await super().startup(sockets=sockets)
+                if self.servers:
+                    sock = self.servers[0].sockets[0].getsockname()
+                    url = f"http://{sock[0]}:{sock[1]}"
+                    outer.service.set_url(url)  # type: ignore[attr-defined]
+                    log.info("listening on %s", url)
+                else:
+                    outer.startup_failed = True
+
+        self.service = service
+        self.startup_failed = False
+        self.server = Server(config)  # type: ignore[arg-type]
+
+    def run(self) -> None:
+        asyncio.run(self.server.serve())
+        if not self.server.started:
+            self.startup_failed = True
 
 
 def cmd_demo(ctx: CliContext) -> int:

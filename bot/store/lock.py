@@ -48,6 +48,13 @@ class DataDirLock:
         tmp.write_text(json.dumps(note), encoding="utf-8")
         tmp.replace(self.data_dir / "owner.json")
 
+    def update_owner(self, changes: dict[str, Any]) -> None:
+        """Amend the owner note (e.g. the URL once the server is listening)."""
+        note = {**read_owner(self.data_dir), **changes}
+        tmp = self.data_dir / f"owner.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(note), encoding="utf-8")
+        tmp.replace(self.data_dir / "owner.json")
+
     def release(self) -> None:
         if self._fd is None:
             return

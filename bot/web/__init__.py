@@ -1,0 +1,1 @@
+"""The HTTP surface of ``runbook serve``: health, metrics, Slack, alerts, API."""
