@@ -85,7 +85,9 @@ async def fill_history(data_dir: Path, runs: int) -> None:
     store.open({"command": "bench-fill"})
     catalog = RunbookCatalog({"history": loaded}, REGISTRY, store.load_definition)
     engine = Engine(
-        store, catalog, ConnectorPool(REGISTRY, {}, register_secret=lambda _s: None),
+        store,
+        catalog,
+        ConnectorPool(REGISTRY, {}, register_secret=lambda _s: None),
         max_concurrent_runs=200,
     )
     await engine.start(resume=False)
@@ -109,7 +111,9 @@ async def concurrency(data_dir: Path, runs: int, steps: int) -> tuple[float, int
     store.open({"command": "bench"})
     catalog = RunbookCatalog({"ten": loaded}, REGISTRY, store.load_definition)
     engine = Engine(
-        store, catalog, ConnectorPool(REGISTRY, {}, register_secret=lambda _s: None),
+        store,
+        catalog,
+        ConnectorPool(REGISTRY, {}, register_secret=lambda _s: None),
         max_concurrent_runs=runs,
     )
     await engine.start(resume=False)
@@ -143,18 +147,25 @@ def main() -> int:
                 base_times.append(b)
                 engine_times.append(e)
                 ratios.append(e / b)
-        print(f"   baseline (2 fsynced appends/step): median {statistics.median(base_times):.3f}s "
-              f"({statistics.median(base_times) / args.steps * 1e6:.0f} us/step)")
-        print(f"   engine:                            median {statistics.median(engine_times):.3f}s "
-              f"({statistics.median(engine_times) / args.steps * 1e6:.0f} us/step)")
-        print(f"   ratio engine/baseline: median {statistics.median(ratios):.2f} "
-              f"(min {min(ratios):.2f}, max {max(ratios):.2f}); target <= 2.0")
+        print(
+            f"   baseline (2 fsynced appends/step): median {statistics.median(base_times):.3f}s "
+            f"({statistics.median(base_times) / args.steps * 1e6:.0f} us/step)"
+        )
+        print(
+            f"   engine:                            median {statistics.median(engine_times):.3f}s "
+            f"({statistics.median(engine_times) / args.steps * 1e6:.0f} us/step)"
+        )
+        print(
+            f"   ratio engine/baseline: median {statistics.median(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f}); target <= 2.0"
+        )
 
         print(f"2. flat cost: the same chain with {args.history:,} finished runs already stored")
         full = root / "history"
         t0 = time.perf_counter()
         asyncio.run(fill_history(full, args.history))
-        records = sum(1 for _ in open(full / "audit.jsonl", "rb"))
+        with open(full / "audit.jsonl", "rb") as handle:
+            records = sum(1 for _ in handle)
         print(f"   (history written in {time.perf_counter() - t0:.1f}s: {records:,} audit records)")
         flat_ratios, empty_times, full_times = [], [], []
         for pair in range(args.pairs + 1):
@@ -167,16 +178,22 @@ def main() -> int:
                 empty_times.append(empty)
                 full_times.append(with_history)
                 flat_ratios.append(with_history / empty)
-        print(f"   empty directory: median {statistics.median(empty_times):.3f}s; with history: "
-              f"median {statistics.median(full_times):.3f}s")
-        print(f"   ratio with-history/empty: median {statistics.median(flat_ratios):.2f} "
-              f"(min {min(flat_ratios):.2f}, max {max(flat_ratios):.2f}); target <= 1.2")
+        print(
+            f"   empty directory: median {statistics.median(empty_times):.3f}s; with history: "
+            f"median {statistics.median(full_times):.3f}s"
+        )
+        print(
+            f"   ratio with-history/empty: median {statistics.median(flat_ratios):.2f} "
+            f"(min {min(flat_ratios):.2f}, max {max(flat_ratios):.2f}); target <= 1.2"
+        )
 
         print(f"3. concurrency: {args.runs} runs of 10 steps started together")
         elapsed, steps = asyncio.run(concurrency(root / "concurrent", args.runs, 10))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"   {steps} steps in {elapsed:.2f}s: {steps / elapsed:,.0f} steps/s; "
-              f"peak RSS of this process {peak:.0f} MiB")
+        print(
+            f"   {steps} steps in {elapsed:.2f}s: {steps / elapsed:,.0f} steps/s; "
+            f"peak RSS of this process {peak:.0f} MiB"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

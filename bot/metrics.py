@@ -20,11 +20,12 @@ def _fmt_labels(labels: Labels, extra: Iterable[tuple[str, str]] = ()) -> str:
     items = [*labels, *extra]
     if not items:
         return ""
-    body = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(10), "n").replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in items
-    )
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in items)
     return "{" + body + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _num(value: float) -> str:

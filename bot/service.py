@@ -167,12 +167,12 @@ class Service:
         loaded = load_paths(
             [str(self.settings.runbooks_dir)],
             self.registry,
-            configured=lambda name: self._configured(name),
+            configured=self._configured,
         )
         if loaded.errors:
             raise RunbookLoadError(loaded.errors)
-        for warning in loaded.warnings:
-            log.warning("%s", warning)
+        for diagnostic in loaded.warnings:
+            log.warning("%s", diagnostic)
         self.loaded = loaded
         store = DataStore(self.settings.data_dir)
         store.open({"command": "runbook serve", "url": self.url})

@@ -11,6 +11,7 @@ Record: ``{seq, ts, run_id, runbook, step, event, actor, data, prev, hash}``;
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -51,11 +52,9 @@ def iter_lines(path: str, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
     with handle:
         handle.seek(start)
         offset = start
-        number = 0
-        for raw in handle:
+        for number, raw in enumerate(handle, 1):
             if not raw.endswith(b"\n"):
                 return
-            number += 1
             yield offset, number, raw
             offset += len(raw)
 
@@ -66,7 +65,7 @@ def iter_records(path: str, start: int = 0) -> Iterator[tuple[int, dict[str, Any
     Raises:
         AuditError: a line that is not a JSON object.
     """
-    for offset, number, raw in iter_lines(path, start):
+    for offset, _number, raw in iter_lines(path, start):
         try:
             record = json.loads(raw)
         except ValueError as exc:
@@ -192,10 +191,9 @@ class AuditLog:
             if self.sync:
                 self.fileops.fsync(self._fd)
         except OSError:
-            try:
+            # if even the truncate fails, the partial line is dropped at the next open
+            with contextlib.suppress(OSError):
                 self.fileops.truncate(self._fd, start)
-            except OSError:
-                pass  # the partial line is dropped when the log is next opened
             raise
 
 

@@ -53,7 +53,13 @@ def build_report(run_id: str, records: Iterable[dict[str, Any]]) -> str:
         lines.append(f"- **Inputs:** {inputs}")
     if data.get("alert") is not None:
         lines.append(f"- **Alert:** {_short(data['alert'], 300)}")
-    lines += ["", "## Timeline", "", "| time | step | event | by | details |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Timeline",
+        "",
+        "| time | step | event | by | details |",
+        "|---|---|---|---|---|",
+    ]
     started_at: dict[str, str] = {}
     for record in rows[1:]:
         event = record["event"]
@@ -73,18 +79,26 @@ def build_report(run_id: str, records: Iterable[dict[str, Any]]) -> str:
             what = "refused" if r["event"] == "approval.refused" else f"{verb}d"
             comment = f" — “{d['comment']}”" if d.get("comment") else ""
             reason = f" ({d['reason']})" if d.get("reason") else ""
-            lines.append(f"- {_time(r['ts'])}: **{r.get('actor')}** {what} `{r.get('step')}`"
-                         f"{comment}{reason}")
+            lines.append(
+                f"- {_time(r['ts'])}: **{r.get('actor')}** {what} `{r.get('step')}`"
+                f"{comment}{reason}"
+            )
     comps = [r for r in rows if r["event"].startswith("compensation.")]
     if comps:
         lines += ["", "## Compensations", ""]
         for r in comps:
             d = r.get("data") or {}
             extra = f": {d['error']}" if d.get("error") else ""
-            lines.append(f"- {_time(r['ts'])}: `{r.get('step')}` {r['event'].split('.')[1]} "
-                         f"(`{d.get('uses')}`){extra}")
-    lines += ["", f"_{len(rows)} audit records, seq {rows[0]['seq']}–{rows[-1]['seq']}. "
-              "Verify the chain with `runbook audit verify`._", ""]
+            lines.append(
+                f"- {_time(r['ts'])}: `{r.get('step')}` {r['event'].split('.')[1]} "
+                f"(`{d.get('uses')}`){extra}"
+            )
+    lines += [
+        "",
+        f"_{len(rows)} audit records, seq {rows[0]['seq']}–{rows[-1]['seq']}. "
+        "Verify the chain with `runbook audit verify`._",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -107,21 +121,29 @@ def _detail(record: dict[str, Any], started_at: dict[str, str]) -> str | None:
             return f"failed{took}{tries}: {data.get('error')}"
         return f"ok{took}{tries}: {_short(data.get('output'))}"
     if event == "step.retrying":
-        return f"attempt {data.get('attempt')} failed ({_short(data.get('error'), 100)}); retry in {data.get('delay')}s"
+        error = _short(data.get("error"), 100)
+        return f"attempt {data.get('attempt')} failed ({error}); retry in {data.get('delay')}s"
     if event == "step.skipped":
         return data.get("reason") or "skipped"
     if event == "step.item_succeeded":
         return f"item {data.get('index')}: {_short(data.get('output'), 100)}"
     if event == "approval.requested":
         who = ", ".join([*data.get("users", []), *["@" + g for g in data.get("groups", [])]])
-        return f"asked: {data.get('prompt')} (approvers: {who or 'anyone'}; {data.get('min_approvals', 1)} needed)"
+        need = data.get("min_approvals", 1)
+        return f"asked: {data.get('prompt')} (approvers: {who or 'anyone'}; {need} needed)"
     if event in ("approval.decided", "approval.refused"):
         return data.get("comment") or data.get("reason") or data.get("decision") or ""
     if event in ("step.approved", "step.rejected", "step.expired"):
         output = data.get("output") or {}
         return f"decided by {', '.join(output.get('decided_by') or []) or 'timeout'}"
-    if event in ("approval.escalated", "approval.expired", "step.cancelled", "step.resumed",
-                 "run.cancelled", "step.dry_run"):
+    if event in (
+        "approval.escalated",
+        "approval.expired",
+        "step.cancelled",
+        "step.resumed",
+        "run.cancelled",
+        "step.dry_run",
+    ):
         return _short(data)
     if event.startswith("compensation."):
         return _short({k: v for k, v in data.items() if k != "output"})

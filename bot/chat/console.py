@@ -42,8 +42,13 @@ def short(value: Any, limit: int = 120) -> str:
 class Timeline:
     """Prints one line per interesting record of the runs it follows."""
 
-    def __init__(self, stream: TextIO | None = None, *, colour: bool | None = None,
-                 follow: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        colour: bool | None = None,
+        follow: set[str] | None = None,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.colour = self.stream.isatty() if colour is None else colour
         self.follow = follow
@@ -85,7 +90,9 @@ class Timeline:
             )
         if event == "step.succeeded":
             took = _elapsed(state.started_at if state else None, record["ts"])
-            return f"  {paint('ok', '✓')} {sid} {paint('dim', took)}  {short(data.get('output'), 90)}"
+            return (
+                f"  {paint('ok', '✓')} {sid} {paint('dim', took)}  {short(data.get('output'), 90)}"
+            )
         if event == "step.failed":
             return f"  {paint('bad', '✗')} {sid}: {data.get('error')}"
         if event == "step.skipped":
@@ -95,24 +102,32 @@ class Timeline:
         if event == "step.dry_run":
             if "notify" in data:
                 note = data["notify"]
-                return f"  {paint('warn', '~')} {sid} would post to {note.get('channel') or 'the console'}: {short(note.get('text'))}"
+                where = note.get("channel") or "the console"
+                text = short(note.get("text"))
+                return f"  {paint('warn', '~')} {sid} would post to {where}: {text}"
             request = data.get("request")
             detail = f" → {short(request, 160)}" if request else ""
-            return f"  {paint('warn', '~')} {sid} would call {data.get('uses')} {short(data.get('args'))}{detail}"
+            call = f"{data.get('uses')} {short(data.get('args'))}{detail}"
+            return f"  {paint('warn', '~')} {sid} would call {call}"
         if event == "approval.requested":
             if data.get("dry_run"):
-                return f"  {paint('warn', '~')} {sid} approval treated as approved (dry run): {data.get('prompt')}"
+                prompt = data.get("prompt")
+                return f"  {paint('warn', '~')} {sid} approval counts as approved (dry run): {prompt}"
             who = ", ".join([*data.get("users", []), *[f"@{g}" for g in data.get("groups", [])]])
             who = who or "anyone"
             need = data.get("min_approvals", 1)
             deadline = f", deadline {data['deadline']}" if data.get("deadline") else ""
             kind = "recovery decision" if data.get("recovery") else "approval"
-            return (f"  {paint('warn', '⏸')} {sid} waits for {kind}: {data.get('prompt')}\n"
-                    f"      approvers: {who}; {need} needed{deadline}")
+            return (
+                f"  {paint('warn', '⏸')} {sid} waits for {kind}: {data.get('prompt')}\n"
+                f"      approvers: {who}; {need} needed{deadline}"
+            )
         if event == "approval.decided":
-            return (f"    {paint('ok', '•')} {record.get('actor')} {data.get('decision')}d"
-                    f" ({data.get('approvals')}/{data.get('required')})"
-                    + (f": {data['comment']}" if data.get("comment") else ""))
+            return (
+                f"    {paint('ok', '•')} {record.get('actor')} {data.get('decision')}d"
+                f" ({data.get('approvals')}/{data.get('required')})"
+                + (f": {data['comment']}" if data.get("comment") else "")
+            )
         if event == "approval.refused":
             return f"    {paint('bad', '•')} refused {record.get('actor')}: {data.get('reason')}"
         if event == "approval.escalated":
@@ -169,10 +184,14 @@ class ConsoleChat:
         return None
 
     async def notify(
-        self, run: RunState, step_id: str, text: str, channel: str | None, thread: bool,
+        self,
+        run: RunState,
+        step_id: str,
+        text: str,
+        channel: str | None,
+        thread: bool,
         view: Any,
     ) -> None:
         if self.timeline.follow is None or run.id in self.timeline.follow:
             where = f" ({channel})" if channel else ""
             self.timeline.write(f"  📣 {step_id}{where}: {text}")
-        return None

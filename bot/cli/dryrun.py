@@ -33,11 +33,14 @@ async def dry_run(
         dry_run=True,
     )
     engine.listeners.append(session.timeline)
-    session.timeline.write(f"dry run of {name}: mutating calls are shown, not made; "
-                           "gates count as approved; nothing is recorded")
+    session.timeline.write(
+        f"dry run of {name}: mutating calls are shown, not made; "
+        "gates count as approved; nothing is recorded"
+    )
     try:
-        result = await engine.start_run(name, inputs, requester=requester,
-                                        trigger={"kind": "cli"}, from_text=True)
+        result = await engine.start_run(
+            name, inputs, requester=requester, trigger={"kind": "cli"}, from_text=True
+        )
         run = await engine.wait_settled(result.run.id)
     finally:
         await engine.close()

@@ -46,8 +46,10 @@ def cmd_runs(ctx: CliContext) -> int:
     print(f"{'RUN':<20} {'RUNBOOK':<24} {'STATUS':<10} {'STARTED':<20} REQUESTER")
     for row in rows:
         started = row["started_at"].replace("T", " ")[:19]
-        print(f"{row['id']:<20} {row['runbook'][:24]:<24} {row['status']:<10} {started:<20} "
-              f"{row.get('requester') or '-'}")
+        print(
+            f"{row['id']:<20} {row['runbook'][:24]:<24} {row['status']:<10} {started:<20} "
+            f"{row.get('requester') or '-'}"
+        )
     return EXIT_OK
 
 
@@ -65,8 +67,10 @@ def cmd_status(ctx: CliContext) -> int:
     width = max(len(sid) for sid in run.step_ids)
     for sid in run.step_ids:
         step = run.steps[sid]
-        outcome = str(step.outcome) if step.outcome else (
-            "waiting" if step.waiting else "running" if step.running else "-"
+        outcome = (
+            str(step.outcome)
+            if step.outcome
+            else ("waiting" if step.waiting else "running" if step.running else "-")
         )
         took = ""
         if step.started_at and step.ended_at:
@@ -140,7 +144,8 @@ def _since(text: str) -> str:
             return iso(parse_iso(text if "T" in text else f"{text}T00:00:00Z"))
         except ValueError:
             raise CliExit(
-                EXIT_USAGE, f"--since: expected an ISO time (2026-11-22T10:00:00Z) or a "
-                f"duration ago (24h), got {text!r}"
+                EXIT_USAGE,
+                f"--since: expected an ISO time (2026-11-22T10:00:00Z) or a "
+                f"duration ago (24h), got {text!r}",
             ) from None
     return iso(utcnow() - timedelta(seconds=seconds))

@@ -22,6 +22,7 @@ from bot.cli import (
 )
 from bot.cli.context import CliContext, make_context
 from bot.cli.session import EngineSession, open_readonly
+from bot.engine import admission
 from bot.engine.approvals import Verdict, is_eligible
 from bot.engine.engine import Engine
 from bot.engine.state import RunState, RunStatus
@@ -83,8 +84,11 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("serve", "the bot service: Slack, alerts, API, schedules")
     p.add_argument("--host", metavar="H")
     p.add_argument("--port", metavar="P", type=int)
-    p.add_argument("--sandbox", action="store_true",
-                   help="serve fake vendor APIs on loopback to connectors without credentials")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="serve fake vendor APIs on loopback to connectors without credentials",
+    )
 
     add("demo", "a guided end-to-end run in the sandbox")
 
@@ -141,13 +145,14 @@ async def cmd_run(ctx: CliContext) -> int:
         mine = [d for d in loaded.errors if _file_names(d.path, args.name)]
         if mine:
             raise RunbookLoadError(mine)
-        raise NotFoundError(
-            f"unknown runbook {args.name!r} (runbooks: {', '.join(sorted(loaded.runbooks)) or 'none'})"
-        )
+        names = ", ".join(sorted(loaded.runbooks)) or "none"
+        raise NotFoundError(f"unknown runbook {args.name!r} (runbooks: {names})")
     if loaded.errors:
         files = len({d.path for d in loaded.errors})
-        print(f"runbook: warning: {files} other runbook file(s) have errors (see `runbook validate`)",
-              file=sys.stderr)
+        print(
+            f"runbook: warning: {files} other runbook file(s) have errors (see `runbook validate`)",
+            file=sys.stderr,
+        )
     if args.dry_run:
         from bot.cli.dryrun import dry_run
 
@@ -171,8 +176,10 @@ def _file_names(path: str, name: str) -> bool:
             head = handle.read(65536)
     except OSError:
         return False
-    return any(line.strip() in (f"name: {name}", f'name: "{name}"', f"name: '{name}'")
-               for line in head.splitlines())
+    return any(
+        line.strip() in (f"name: {name}", f'name: "{name}"', f"name: '{name}'")
+        for line in head.splitlines()
+    )
 
 
 async def foreground(ctx: CliContext, session: EngineSession, run_id: str, user: str) -> int:
@@ -195,8 +202,11 @@ async def foreground(ctx: CliContext, session: EngineSession, run_id: str, user:
             waiting = ", ".join(run.waiting_gates)
             await session.close()
             hint = run.waiting_gates[0] if run.waiting_gates else "STEP"
-            print(f"run {run_id} is waiting for a decision at {waiting}; decide with:\n"
-                  f"  runbook approve {run_id} {hint} --as USER [--reject]", file=sys.stderr)
+            print(
+                f"run {run_id} is waiting for a decision at {waiting}; decide with:\n"
+                f"  runbook approve {run_id} {hint} --as USER [--reject]",
+                file=sys.stderr,
+            )
             if ctx.args.json:
                 print_document(run)
             else:
@@ -219,26 +229,27 @@ async def foreground(ctx: CliContext, session: EngineSession, run_id: str, user:
 
 def _askable_gate(run: RunState, identity: str, engine: Engine) -> tuple[str | None, Any]:
     groups = getattr(engine.groups, "groups", {})
-    member_of = {name for name, members in groups.items()
-                 if identity.split(":", 1)[1] in members}
+    member_of = {name for name, members in groups.items() if identity.split(":", 1)[1] in members}
     for sid in run.waiting_gates:
         gate = run.steps[sid].gate
-        if gate is not None and is_eligible(gate, identity, member_of) and not any(
-            d.by == identity for d in gate.decisions
+        if (
+            gate is not None
+            and is_eligible(gate, identity, member_of)
+            and not any(d.by == identity for d in gate.decisions)
         ):
             return sid, gate
     return None, None
 
 
 async def _ask(run: RunState, sid: str, gate: Any, identity: str) -> tuple[str, str | None] | None:
-    only_reject = (
-        identity == run.requester and not gate.allow_requester and not gate.recovery
-    )
+    only_reject = identity == run.requester and not gate.allow_requester and not gate.recovery
     if gate.recovery:
         prompt = f"\n{gate.prompt}\n[a]pprove (run again) / [s]kip / [r]eject: "
     elif only_reject:
-        prompt = (f"\n{gate.prompt}\nYou started this run, so you may only reject it "
-                  "(four-eyes). Reject? [y/N]: ")
+        prompt = (
+            f"\n{gate.prompt}\nYou started this run, so you may only reject it "
+            "(four-eyes). Reject? [y/N]: "
+        )
     else:
         prompt = f"\n{gate.prompt}\nApprove? [y]es / [n]o (reject): "
     line = await asyncio.to_thread(_read_answer, prompt)
@@ -300,8 +311,11 @@ async def cmd_approve(ctx: CliContext) -> int:
     if result.gate_open:
         run = result.run
         await session.close()
-        print(f"{decision} recorded: {result.approvals} of {result.required} approvals; "
-              f"run {args.run_id} still waits at {args.step}", file=sys.stderr)
+        print(
+            f"{decision} recorded: {result.approvals} of {result.required} approvals; "
+            f"run {args.run_id} still waits at {args.step}",
+            file=sys.stderr,
+        )
         if args.json:
             print_document(run)
         return EXIT_WAITING
@@ -326,7 +340,7 @@ async def cmd_resume(ctx: CliContext) -> int:
         session.timeline.follow = set(targets)
         for run_id in targets:
             await engine.resume_run(run_id)
-        engine._admit()
+        admission.admit(engine)
     except BaseException:
         await session.close()
         raise

@@ -18,8 +18,9 @@ from connectors.registry import ConnectorPool
 class EngineSession:
     """Opens the store (taking the lock) and an engine; ``close`` releases both."""
 
-    def __init__(self, ctx: CliContext, *, command: str, timeline: Timeline,
-                 loaded: LoadResult | None = None) -> None:
+    def __init__(
+        self, ctx: CliContext, *, command: str, timeline: Timeline, loaded: LoadResult | None = None
+    ) -> None:
         self.ctx = ctx
         self.command = command
         self.timeline = timeline

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from collections.abc import Awaitable
@@ -81,10 +82,8 @@ class FakeClock:
             timer.cancel()
             return work.result()
         work.cancel()
-        try:
-            await work
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - cancelled on purpose
-            pass
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work  # cancelled on purpose; its outcome no longer matters
         raise TimeoutError
 
     @property
@@ -92,7 +91,11 @@ class FakeClock:
         return sum(1 for _, _, fut in self._sleepers if not fut.done())
 
     async def advance(self, seconds: float) -> None:
-        """Move time forward, waking every sleeper whose time has come, in order."""
+        """Move time forward, waking every sleeper whose time has come, in order.
+
+        Work that is ready now runs first, so it sees the time it started at.
+        """
+        await _settle()
         target = self._now + timedelta(seconds=seconds)
         while self._sleepers and self._sleepers[0][0] <= target:
             when, _, future = heapq.heappop(self._sleepers)

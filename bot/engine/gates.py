@@ -25,7 +25,8 @@ from bot.runbook.model import ApprovalStep, CallStep, InputSpec
 from bot.runbook.templates import TemplateError, render_string
 
 if TYPE_CHECKING:
-    from bot.engine.engine import Engine, FollowUp
+    from bot.engine.engine import Engine
+    from bot.engine.followup import FollowUp
     from bot.engine.plan import RunbookPlan
 
 log = logging.getLogger("runbook.gates")
@@ -61,11 +62,14 @@ def request(engine: Engine, run: RunState, plan: RunbookPlan, sid: str, txn: Tra
     try:
         prompt = str(render_string(spec.prompt, build_context(run)))
     except TemplateError as exc:
-        txn.add(engine._failed_event(run, plan, sid, f"prompt: {exc.message}", 0))
+        txn.add(engine.failed_event(run, plan, sid, f"prompt: {exc.message}", 0))
         return False
     if engine.dry_run:
-        txn.add(engine.event(run, "approval.requested", step=sid,
-                             data={"prompt": prompt, "dry_run": True}))
+        txn.add(
+            engine.event(
+                run, "approval.requested", step=sid, data={"prompt": prompt, "dry_run": True}
+            )
+        )
         output = gate_output([], "approve", iso(engine.clock.now()))
         output["decided_by"] = ["dry-run"]
         txn.add(engine.event(run, "step.approved", step=sid, data={"output": output}))
@@ -103,7 +107,7 @@ def request_recovery(
     uses = step.uses if isinstance(step, CallStep) else "step"
     who = plan.runbook.run_by
     view = engine.view(run)
-    data = {
+    data: dict[str, Any] = {
         "prompt": (
             f"Step *{sid}* (`{uses}`) was interrupted by a restart while it ran. It changes "
             "the outside world and may or may not have taken effect. Approve to run it again, "
@@ -131,11 +135,16 @@ async def post(engine: Engine, run: RunState, sid: str) -> None:
     except ChatError as exc:
         if run.steps[sid].waiting:
             follow = close_and_advance(
-                engine, run, sid, "step.failed",
-                {"error": f"could not post the approval request: {exc}",
-                 "continue_on_error": False},
+                engine,
+                run,
+                sid,
+                "step.failed",
+                {
+                    "error": f"could not post the approval request: {exc}",
+                    "continue_on_error": False,
+                },
             )
-            await engine._follow(run, follow)
+            await engine.follow(run, follow)
         return
     if ref and run.steps[sid].waiting:
         engine.record_now(run, "chat.posted", step=sid, data={"purpose": "gate", **ref})
@@ -169,7 +178,9 @@ async def fire_due(engine: Engine, run: RunState) -> None:
         assert gate is not None
         if gate.escalate_at and not gate.escalated and gate.escalate_at <= now:
             engine.record_now(
-                run, "approval.escalated", step=sid,
+                run,
+                "approval.escalated",
+                step=sid,
                 data={"users": gate.escalate_users, "groups": gate.escalate_groups},
             )
             engine.timers.disarm(f"{run.id}:{sid}:escalate")
@@ -177,18 +188,24 @@ async def fire_due(engine: Engine, run: RunState) -> None:
                 await engine.chat.gate_escalated(run, sid, engine.view(run))
         if gate.deadline and gate.deadline <= now and run.steps[sid].waiting:
             txn = engine.begin()
-            txn.add(engine.event(run, "approval.expired", step=sid,
-                                 data={"on_timeout": gate.on_timeout, "deadline": gate.deadline}))
+            txn.add(
+                engine.event(
+                    run,
+                    "approval.expired",
+                    step=sid,
+                    data={"on_timeout": gate.on_timeout, "deadline": gate.deadline},
+                )
+            )
             if gate.on_timeout == "approve":
                 output = gate_output([], "approve", now)
                 close_in(engine, run, sid, txn, "step.approved", {"output": output})
             else:
                 output = gate_output([], "expired", now)
                 close_in(engine, run, sid, txn, "step.expired", {"output": output})
-            follow = engine._advance(run, txn, changed=[sid])
+            follow = engine.advance(run, txn, changed=[sid])
             follow.changed_gates.append(sid)
             engine.commit(txn)
-            await engine._follow(run, follow)
+            await engine.follow(run, follow)
 
 
 def close_in(
@@ -199,13 +216,17 @@ def close_in(
 
 
 def close_and_advance(
-    engine: Engine, run: RunState, sid: str, event: str, data: dict[str, Any],
+    engine: Engine,
+    run: RunState,
+    sid: str,
+    event: str,
+    data: dict[str, Any],
     txn: Transaction | None = None,
 ) -> FollowUp:
     """End a gate and advance the run in one transaction (commits it)."""
     txn = txn or engine.begin()
     close_in(engine, run, sid, txn, event, data)
-    follow = engine._advance(run, txn, changed=[sid])
+    follow = engine.advance(run, txn, changed=[sid])
     follow.changed_gates.append(sid)
     engine.commit(txn)
     return follow
@@ -255,8 +276,15 @@ async def decide(
     gate = state.gate
     if gate is None:
         ended = f" (it {state.outcome})" if state.outcome else ""
-        return DecisionResult(Verdict.NOT_WAITING, f"step {sid!r} is not waiting for a decision"
-                              f"{ended}", False, 0, 0, _outcome(state), run)
+        return DecisionResult(
+            Verdict.NOT_WAITING,
+            f"step {sid!r} is not waiting for a decision{ended}",
+            False,
+            0,
+            0,
+            _outcome(state),
+            run,
+        )
     groups = gate_groups(gate)
     member_of = await engine.groups.groups_of(identity, groups) if groups else set()
     check = check_decision(
@@ -265,50 +293,90 @@ async def decide(
     if check.verdict is Verdict.NOT_WAITING:
         reason = f"step {sid!r} is no longer waiting (it ended {state.outcome})"
         if not run.ended:
-            engine.record_now(run, "approval.refused", step=sid, actor=identity,
-                              data={"decision": decision, "reason": reason})
-        return DecisionResult(Verdict.NOT_WAITING, reason, False, len(gate.approvals),
-                              gate.min_approvals, _outcome(state), run)
+            engine.record_now(
+                run,
+                "approval.refused",
+                step=sid,
+                actor=identity,
+                data={"decision": decision, "reason": reason},
+            )
+        return DecisionResult(
+            Verdict.NOT_WAITING,
+            reason,
+            False,
+            len(gate.approvals),
+            gate.min_approvals,
+            _outcome(state),
+            run,
+        )
     if check.verdict is Verdict.REFUSED:
-        engine.record_now(run, "approval.refused", step=sid, actor=identity,
-                          data={"decision": decision, "reason": check.reason})
-        return DecisionResult(Verdict.REFUSED, check.reason, True, len(gate.approvals),
-                              gate.min_approvals, None, run)
+        engine.record_now(
+            run,
+            "approval.refused",
+            step=sid,
+            actor=identity,
+            data={"decision": decision, "reason": check.reason},
+        )
+        return DecisionResult(
+            Verdict.REFUSED, check.reason, True, len(gate.approvals), gate.min_approvals, None, run
+        )
     values = (
         _check_fields(gate.fields, fields or {}) if decision == "approve" else dict(fields or {})
     )
     txn = engine.begin()
-    txn.add(engine.event(
-        run, "approval.decided", step=sid, actor=identity,
-        data={"decision": decision, "comment": comment, "fields": values,
-              "approvals": check.approvals, "required": gate.min_approvals},
-    ))
+    txn.add(
+        engine.event(
+            run,
+            "approval.decided",
+            step=sid,
+            actor=identity,
+            data={
+                "decision": decision,
+                "comment": comment,
+                "fields": values,
+                "approvals": check.approvals,
+                "required": gate.min_approvals,
+            },
+        )
+    )
     if not check.ends_gate:
         engine.commit(txn)
         with contextlib.suppress(ChatError):
             await engine.chat.gate_changed(run, sid, engine.view(run))
-        return DecisionResult(Verdict.ACCEPTED, "", True, check.approvals, gate.min_approvals,
-                              None, run)
+        return DecisionResult(
+            Verdict.ACCEPTED, "", True, check.approvals, gate.min_approvals, None, run
+        )
     now = iso(engine.clock.now())
+    data: dict[str, Any]
     if gate.recovery:
         if decision == "approve":
             event, data = "step.resumed", {"decision": "retry", "by": identity}
         elif decision == "skip":
             event, data = "step.skipped", {"reason": f"skipped by {identity} after a restart"}
         else:
-            event, data = "step.failed", {
-                "error": f"failed by {identity} after a restart interrupted it",
-                "continue_on_error": False,
-            }
+            event, data = (
+                "step.failed",
+                {
+                    "error": f"failed by {identity} after a restart interrupted it",
+                    "continue_on_error": False,
+                },
+            )
     elif decision == "approve":
         event, data = "step.approved", {"output": gate_output(gate.approvals, "approve", now)}
     else:
         rejecting = [d for d in gate.decisions if d.by == identity]
         event, data = "step.rejected", {"output": gate_output(rejecting, "reject", now)}
     follow = close_and_advance(engine, run, sid, event, data, txn)
-    await engine._follow(run, follow)
-    return DecisionResult(Verdict.ACCEPTED, "", False, check.approvals, gate.min_approvals,
-                          _outcome(run.steps[sid]), run)
+    await engine.follow(run, follow)
+    return DecisionResult(
+        Verdict.ACCEPTED,
+        "",
+        False,
+        check.approvals,
+        gate.min_approvals,
+        _outcome(run.steps[sid]),
+        run,
+    )
 
 
 def _outcome(state: Any) -> str | None:

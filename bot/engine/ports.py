@@ -55,7 +55,11 @@ class Store(Protocol):
     """
 
     world: World
-    broken: str | None
+
+    @property
+    def broken(self) -> str | None:
+        """Why the store can no longer be written, or None."""
+        ...
 
     def begin(self, expected_versions: Mapping[str, int] | None = None) -> Transaction: ...
 
@@ -101,7 +105,12 @@ class Chat(Protocol):
     async def gate_escalated(self, run: RunState, step_id: str, view: RunView) -> None: ...
 
     async def notify(
-        self, run: RunState, step_id: str, text: str, channel: str | None, thread: bool,
+        self,
+        run: RunState,
+        step_id: str,
+        text: str,
+        channel: str | None,
+        thread: bool,
         view: RunView,
     ) -> dict[str, Any] | None: ...
 

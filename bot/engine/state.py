@@ -40,7 +40,11 @@ class RunStatus(StrEnum):
 FINAL_STATUSES = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.CANCELLED}
 )
-GATE_OUTCOMES = {"step.approved": "approved", "step.rejected": "rejected", "step.expired": "expired"}
+GATE_OUTCOMES = {
+    "step.approved": "approved",
+    "step.rejected": "rejected",
+    "step.expired": "expired",
+}
 STEP_END_EVENTS = {
     "step.succeeded": Outcome.SUCCEEDED,
     "step.failed": Outcome.FAILED,
@@ -327,7 +331,7 @@ def apply(world: World, record: dict[str, Any], offset: int | None = None) -> Ru
                 world.schedules[schedule] = fired
         run.version = 1
         return run
-    if event == "schedule.caught_up":
+    if event in ("schedule.caught_up", "schedule.registered"):
         key = data.get("schedule_key")
         if key and data.get("scheduled_for", "") > world.schedules.get(key, ""):
             world.schedules[key] = data["scheduled_for"]
@@ -369,9 +373,7 @@ def apply(world: World, record: dict[str, Any], offset: int | None = None) -> Ru
     return run
 
 
-def _apply_step(
-    run: RunState, step: StepState, event: str, data: dict[str, Any], ts: str
-) -> None:
+def _apply_step(run: RunState, step: StepState, event: str, data: dict[str, Any], ts: str) -> None:
     if event == "step.started":
         run.started_any = True
         _set_running(run, step, True)
@@ -449,56 +451,3 @@ def _apply_approval(
         )
     elif event == "approval.escalated":
         gate.escalated = True
-
-
-# -- serialisation (snapshots and the archive of finished runs) -------------------------
-
-
-def run_to_dict(run: RunState) -> dict[str, Any]:
-    """A JSON-safe copy of a run's state."""
-    data = {name: getattr(run, name) for name in RunState.__dataclass_fields__}
-    data["status"] = str(run.status)
-    data["steps"] = {sid: _step_to_dict(step) for sid, step in run.steps.items()}
-    return data
-
-
-def _step_to_dict(step: StepState) -> dict[str, Any]:
-    data = {name: getattr(step, name) for name in StepState.__dataclass_fields__}
-    data["outcome"] = str(step.outcome) if step.outcome else None
-    data["items"] = {str(k): v for k, v in step.items.items()}
-    data["compensated_items"] = sorted(step.compensated_items)
-    if step.gate is not None:
-        gate = {name: getattr(step.gate, name) for name in GateState.__dataclass_fields__}
-        gate["decisions"] = [
-            {name: getattr(d, name) for name in Decision.__dataclass_fields__}
-            for d in step.gate.decisions
-        ]
-        data["gate"] = gate
-    return data
-
-
-def run_from_dict(data: dict[str, Any]) -> RunState:
-    """Rebuild a run's state from :func:`run_to_dict` output."""
-    fields = dict(data)
-    steps = fields.pop("steps", {})
-    fields["status"] = RunStatus(fields.get("status", "pending"))
-    known = set(RunState.__dataclass_fields__)
-    run = RunState(**{k: v for k, v in fields.items() if k in known})
-    run.steps = {sid: _step_from_dict(step) for sid, step in steps.items()}
-    return run
-
-
-def _step_from_dict(data: dict[str, Any]) -> StepState:
-    fields = dict(data)
-    gate = fields.pop("gate", None)
-    fields["outcome"] = Outcome(fields["outcome"]) if fields.get("outcome") else None
-    fields["items"] = {int(k): v for k, v in (fields.get("items") or {}).items()}
-    fields["compensated_items"] = set(fields.get("compensated_items") or [])
-    known = set(StepState.__dataclass_fields__)
-    step = StepState(**{k: v for k, v in fields.items() if k in known})
-    if gate is not None:
-        decisions = [Decision(**d) for d in gate.pop("decisions", [])]
-        gate_known = set(GateState.__dataclass_fields__)
-        step.gate = GateState(**{k: v for k, v in gate.items() if k in gate_known})
-        step.gate.decisions = decisions
-    return step

@@ -35,7 +35,9 @@ class StepFailure(Exception):
         super().__init__(message)
 
 
-def retry_delay(policy: RetryPolicy, attempt: int, retry_after: float | None, rng: Callable[[], float]) -> float:
+def retry_delay(
+    policy: RetryPolicy, attempt: int, retry_after: float | None, rng: Callable[[], float]
+) -> float:
     """Seconds to wait before attempt ``attempt + 1``."""
     delay = min(policy.max_delay, policy.delay * policy.backoff ** (attempt - 1))
     if policy.jitter:
@@ -138,7 +140,7 @@ class CallRunner:
                 raise
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a connector bug is the step's failure
+            except Exception as exc:
                 raise StepFailure(
                     f"{plan.ref} raised an unexpected {type(exc).__name__}: {exc}", attempt
                 ) from None

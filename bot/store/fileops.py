@@ -23,7 +23,7 @@ class FileOps:
         os.ftruncate(fd, size)
 
     def replace(self, src: str, dst: str) -> None:
-        os.replace(src, dst)
+        Path(src).replace(dst)
 
     def write_file(self, path: str, data: bytes) -> None:
         """Write a whole file atomically: temp file, fsync, rename, fsync the folder."""
@@ -47,7 +47,7 @@ class FileOps:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        fsync_dir(os.path.dirname(path) or ".")
+        fsync_dir(str(Path(path).parent))
 
 
 def fsync_dir(path: str) -> None:

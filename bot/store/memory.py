@@ -47,7 +47,9 @@ class MemoryTransaction:
 class MemoryStore:
     """Store port without durability."""
 
-    broken: str | None = None
+    @property
+    def broken(self) -> str | None:
+        return None
 
     def __init__(self) -> None:
         self.world = World()

@@ -22,7 +22,7 @@ from bot.store.fileops import FileOps
 FORMAT_VERSION = 1
 
 
-class DeferredAtomicStorage(Storage):  # type: ignore[misc]
+class DeferredAtomicStorage(Storage):
     """Reads the file once; writes go to memory until ``flush``."""
 
     def __init__(self, path: str, fileops: FileOps | None = None, readonly: bool = False) -> None:
@@ -72,7 +72,7 @@ class Snapshot:
     def __init__(self, path: Path, fileops: FileOps | None = None, readonly: bool = False) -> None:
         self.path = path
         self.storage = DeferredAtomicStorage(str(path), fileops, readonly)
-        self.db = TinyDB(storage=lambda: self.storage)  # type: ignore[arg-type,return-value]
+        self.db = TinyDB(storage=lambda: self.storage)
 
     def load(self) -> dict[str, Any] | None:
         """Every table as plain data, or None when there is no snapshot yet."""

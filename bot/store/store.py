@@ -18,6 +18,7 @@ watermark is replayed through the same reducer the engine uses live.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -26,14 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.audit.log import GENESIS, AuditLog, iter_lines
-from bot.engine.state import (
-    DedupEntry,
-    RunState,
-    World,
-    apply,
-    run_from_dict,
-    run_to_dict,
-)
+from bot.engine.serialize import run_from_dict, run_to_dict
+from bot.engine.state import DedupEntry, RunState, World, apply
 from bot.errors import ConflictError, CorruptStateError, StoreError
 from bot.store.fileops import FileOps
 from bot.store.lock import DataDirLock
@@ -155,10 +150,8 @@ class DataStore:
             )
             if not self.readonly:
                 aside = self.snapshot.path.with_name(f"state.json.corrupt-{int(time.time())}")
-                try:
+                with contextlib.suppress(OSError):  # a failed rename is overwritten anyway
                     self.snapshot.path.replace(aside)
-                except OSError:
-                    pass
                 self.snapshot = Snapshot(self.data_dir / "state.json", self.fileops)
         start = 0
         if tables is not None:
