@@ -119,6 +119,10 @@ def cli_user(args: argparse.Namespace) -> str:
 
 def _timeline(ctx: CliContext) -> Timeline:
     stream = sys.stderr if ctx.args.json else sys.stdout
+    if stream.isatty() and not ctx.args.json:
+        from bot.chat.live import LiveTimeline
+
+        return LiveTimeline(stream)
     return Timeline(stream)
 
 
@@ -159,6 +163,14 @@ async def cmd_run(ctx: CliContext) -> int:
         return await dry_run(ctx, session, args.name, inputs, f"cli:{user}")
     engine = await session.open()
     try:
+        describe = getattr(session.timeline, "describe", None)
+        if describe is not None:
+            view = engine.catalog.get(args.name).runbook
+            describe(
+                {s.id: s.title or s.id for s in view.steps},
+                {s.id: engine.view_kind(view, s.id) for s in view.steps},
+            )
+        session.timeline.follow = None
         result = await engine.start_run(
             args.name, inputs, requester=f"cli:{user}", trigger={"kind": "cli"}, from_text=True
         )
@@ -213,6 +225,9 @@ async def foreground(ctx: CliContext, session: EngineSession, run_id: str, user:
                 print(run_id)
             return EXIT_WAITING
         await session.close()  # release the data directory while we wait for the person
+        pause = getattr(session.timeline, "pause", None)
+        if pause is not None:
+            pause()
         answer = await _ask(run, gate_id, gate, identity)
         await session.open()
         engine = session.engine

@@ -58,7 +58,7 @@ from bot.errors import (
 )
 from bot.redact import REDACTOR
 from bot.runbook.inputs import coerce_inputs
-from bot.runbook.model import ApprovalStep, CallStep, Who
+from bot.runbook.model import ApprovalStep, CallStep, Runbook, Who
 from bot.runbook.templates import evaluate
 
 log = logging.getLogger("runbook.engine")
@@ -456,6 +456,10 @@ class Engine:
                 self.catalog.definition(run.digest, run.runbook)
             )
         return view
+
+    @staticmethod
+    def view_kind(runbook: Runbook, step_id: str) -> str:
+        return RunbookView(runbook).step_kind(step_id)
 
     def plan_of(self, run: RunState) -> RunbookPlan:
         return self.catalog.plan(run.digest, run.runbook)
