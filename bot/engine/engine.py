@@ -699,4 +699,4 @@ def _dependents(
     )
 
 
-__all__ = ["Engine", "NullChat", "StartResult", "StaticGroups", "new_run_id"]
+__all__ = ["Engine", "NullChat", "StartResult", "StaticGroups"]
