@@ -231,10 +231,32 @@ def reference_markdown() -> str:
     lines += [
         f"| `{ALERT_SECRET_PREFIX}<SOURCE>` | — | Secret of an alert source (source upper-cased, "
         "`-` → `_`): HMAC key for `X-Runbook-Signature` or the bearer token. |",
-        "| `RUNBOOK_<CONNECTOR>_<FIELD>` | — | A connector's settings, e.g. "
-        "`RUNBOOK_CROWDSTRIKE_CLIENT_ID`; `runbook connectors` lists them. |",
         "",
+        "## Connector settings",
+        "",
+        "Each connector reads `RUNBOOK_<CONNECTOR>_<FIELD>`. A connector is *configured* when "
+        "its required settings are set; runbooks that use an unconfigured connector still "
+        "validate (with a warning), and `runbook serve --sandbox` points it at a fake vendor.",
+        "",
+        "| variable | required | secret | default | meaning |",
+        "|---|---|---|---|---|",
     ]
+    from connectors.registry import ConnectorRegistry
+
+    registry = ConnectorRegistry.discover(include_entry_points=False)
+    for name in registry.names():
+        cls = registry.connector_class(name)
+        secrets = set(cls.secret_settings())
+        for field, info in cls.Settings.model_fields.items():
+            default = "—" if info.is_required() else f"`{info.get_default()}`"
+            if info.get_default() in (None, ""):
+                default = "—"
+            lines.append(
+                f"| `{cls.env_name(field)}` | {'yes' if info.is_required() else 'no'} | "
+                f"{'yes' if field in secrets else 'no'} | {default} | "
+                f"{info.description or f'{cls.title or name} {field.replace(chr(95), chr(32))}'} |"
+            )
+    lines.append("")
     return "\n".join(lines)
 
 
