@@ -147,6 +147,7 @@ class Service:
         self.groups = CompositeGroups(StaticGroups(settings.groups))
         self.url: str | None = None
         self.ready = False
+        self.ready_event = asyncio.Event()
         self.loaded: LoadResult | None = None
         self.store: DataStore | None = None
         self.pool: ConnectorPool | None = None
@@ -234,6 +235,7 @@ class Service:
             await extension.start(self)
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
         self.ready = True
+        self.ready_event.set()
         log.info(
             "ready: %d runbooks, %d unfinished runs restored%s",
             len(loaded.runbooks),
@@ -253,6 +255,12 @@ class Service:
                 await extension.stop()
         if self.engine is not None:
             await self.engine.close(grace)
+        for extension in reversed(self.extensions):
+            # optional: release what the engine may use until it has stopped (Slack's client)
+            closer = getattr(extension, "close", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None

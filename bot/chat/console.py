@@ -48,10 +48,12 @@ class Timeline:
         *,
         colour: bool | None = None,
         follow: set[str] | None = None,
+        runbooks: set[str] | None = None,
     ) -> None:
         self.stream = stream or sys.stderr
         self.colour = self.stream.isatty() if colour is None else colour
         self.follow = follow
+        self.runbooks = runbooks
 
     def _paint(self, kind: str, text: str) -> str:
         if not self.colour:
@@ -63,6 +65,8 @@ class Timeline:
 
     def __call__(self, run: RunState, record: dict[str, Any]) -> None:
         if self.follow is not None and run.id not in self.follow:
+            return
+        if self.runbooks is not None and run.runbook not in self.runbooks:
             return
         line = self.render(run, record)
         if line:
@@ -118,8 +122,9 @@ class Timeline:
             need = data.get("min_approvals", 1)
             deadline = f", deadline {data['deadline']}" if data.get("deadline") else ""
             kind = "recovery decision" if data.get("recovery") else "approval"
+            prompt = str(data.get("prompt") or "").strip().replace("\n", "\n      ")
             return (
-                f"  {paint('warn', '⏸')} {sid} waits for {kind}: {data.get('prompt')}\n"
+                f"  {paint('warn', '⏸')} {sid} waits for {kind}: {prompt}\n"
                 f"      approvers: {who}; {need} needed{deadline}"
             )
         if event == "approval.decided":

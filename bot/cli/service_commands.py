@@ -85,4 +85,6 @@ class _Server:
 
 
 def cmd_demo(ctx: CliContext) -> int:
-    raise CliExit(EXIT_USAGE, "`runbook demo` is not available in this build yet")
+    from bot.cli.demo import cmd_demo as demo
+
+    return demo(ctx)
