@@ -10,12 +10,16 @@ from typing import Any
 from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliExit
 from bot.cli.context import cpu_jobs, make_context
 from bot.runbook.durations import format_duration
+from bot.runbook.loader import load_paths
 from bot.runbook.model import AlertTrigger, ApprovalStep, CallStep, CommandTrigger, Runbook
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     ctx = make_context(args)
-    result = ctx.load_runbooks(args.paths or None, jobs=cpu_jobs())
+    targets = args.paths or [str(ctx.settings.runbooks_dir)]
+    result = load_paths(
+        targets, ctx.registry, configured=ctx.configured, jobs=cpu_jobs(), keep_models=False
+    )
     errors, warnings = result.errors, result.warnings
     if args.json:
         print(
@@ -23,7 +27,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 {
                     "valid": not errors,
                     "files": result.files,
-                    "runbooks": sorted(result.runbooks),
+                    "runbooks": result.names,
                     "errors": [d.as_dict() for d in errors],
                     "warnings": [d.as_dict() for d in warnings],
                 },
@@ -39,12 +43,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             files = len({d.path for d in errors})
             print(
                 f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {files} "
-                f"file{'s' if files != 1 else ''}; {len(result.runbooks)} of {result.files} "
+                f"file{'s' if files != 1 else ''}; {len(result.names)} of {result.files} "
                 "runbooks valid",
                 file=sys.stderr,
             )
         else:
-            print(f"{len(result.runbooks)} runbook{'s' if len(result.runbooks) != 1 else ''} valid")
+            count = len(result.names)
+            print(f"{count} runbook{'s' if count != 1 else ''} valid")
     return EXIT_FAILED if errors else EXIT_OK
 
 
@@ -168,7 +173,7 @@ def render_graph(runbook: Runbook, fmt: str) -> str:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     ctx = make_context(args)
-    result = ctx.load_runbooks()
+    result = ctx.load_runbooks(jobs=cpu_jobs())
     loaded = result.get(args.name)
     if loaded is None:
         bad = [d for d in result.errors]

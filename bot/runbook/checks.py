@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from bot.runbook.model import RunbookHeader
 from bot.runbook.source import Path, Pos, SourceMap
 
 _FRIENDLY_PATTERNS = {
@@ -71,7 +72,42 @@ def _field(model: type[BaseModel], key: str) -> Any:
 
 
 def allowed_keys(model: type[BaseModel]) -> list[str]:
-    return [info.alias or name for name, info in model.model_fields.items()]
+    """The keys a mapping read into ``model`` may have."""
+    keys = [info.alias or name for name, info in model.model_fields.items()]
+    if model is RunbookHeader:
+        keys.append("steps")  # validated separately, but a top-level key all the same
+    return keys
+
+
+_EXPECTED = {
+    "dict_type": "a mapping (key: value)",
+    "model_type": "a mapping (key: value)",
+    "model_attributes_type": "a mapping (key: value)",
+    "list_type": "a list",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "float_type": "a number",
+    "float_parsing": "a number",
+}
+_DICT_KEY_WORDS = {"inputs": "input name", "fields": "field name"}
+
+
+def describe_value(value: Any) -> str:
+    """A short, YAML-flavoured description of a value for messages."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _clean(msg: str) -> str:
@@ -79,6 +115,21 @@ def _clean(msg: str) -> str:
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
     return msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg
+
+
+def error_message(err: Any) -> str:
+    """A short message for one pydantic error, in the words of runbook authors."""
+    kind = err["type"]
+    given = err.get("input")
+    loc = err["loc"]
+    if kind == "list_type" and loc and loc[-1] == "needs" and isinstance(given, str):
+        return f"expected a list of step ids: write needs: [{given}]"
+    expected = _EXPECTED.get(kind)
+    if expected is not None:
+        return f"expected {expected}, got {describe_value(given)}"
+    if kind in ("enum", "literal_error"):
+        return f"{_clean(err['msg'])}, not {describe_value(given)}"
+    return _clean(err["msg"])
 
 
 def describe_errors(
@@ -97,10 +148,21 @@ def describe_errors(
         if loc and loc[-1] == "[key]":
             key_path = (*base, *loc[:-1])
             key = str(loc[-2]) if len(loc) >= 2 else "?"
-            results.append((smap.key(key_path), f"bad name {key!r}: {_clean(err['msg'])}"))
+            what = _DICT_KEY_WORDS.get(str(loc[-3]) if len(loc) >= 3 else "", "name")
+            results.append(
+                (
+                    smap.key(key_path),
+                    f"bad {what} {key!r}: use lowercase letters, digits and '_', "
+                    "not starting with a digit",
+                )
+            )
             continue
         path = (*base, *loc)
         dotted = ".".join(str(p) for p in loc)
+        if not loc and missing_at is not None:
+            # a rule about the whole step (``until`` and ``poll`` go together): its id
+            results.append((missing_at, _clean(err["msg"])))
+            continue
         if kind == "extra_forbidden":
             parent = model_at(model, loc[:-1])
             key = str(loc[-1])
@@ -118,7 +180,7 @@ def describe_errors(
                 (smap.value(path), f"bad {loc[-1]} {value!r}: {_FRIENDLY_PATTERNS[str(loc[-1])]}")
             )
         else:
-            msg = _clean(err["msg"])
+            msg = error_message(err)
             prefix = f"{dotted}: " if dotted and kind != "value_error" else ""
             if (
                 kind == "value_error"

@@ -144,10 +144,13 @@ def parse_cron(text: str) -> CronExpr:
             "(minute hour day-of-month month day-of-week), got "
             f"{len(fields)}"
         )
-    parsed = [
-        _parse_field(value, name, low, high, names)
-        for value, (name, low, high, names) in zip(fields, _FIELDS, strict=True)
-    ]
+    try:
+        parsed = [
+            _parse_field(value, name, low, high, names)
+            for value, (name, low, high, names) in zip(fields, _FIELDS, strict=True)
+        ]
+    except ValueError as exc:
+        raise ValueError(f"bad cron expression {text!r}: {exc}") from None
     weekdays = {0 if d == 7 else d for d in parsed[4]}
     return CronExpr(
         text=text,

@@ -24,10 +24,25 @@ MAX_TEXT = 65_536
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> Any:
+def compile_pattern(pattern: str) -> Any:
+    """Compile ``pattern`` with RE2 (linear-time matching, no backtracking).
+
+    RE2 has no backreferences or lookaround; such patterns are refused.
+
+    Raises:
+        ValueError: with RE2's reason, e.g. ``missing ): (a``.
+    """
     import re2
 
-    return re2.compile(pattern)
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own complaint on stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from None
 
 
 def _fail(name: str, message: str) -> InputError:
@@ -71,7 +86,7 @@ def coerce_value(name: str, spec: InputSpec, value: Any, *, from_text: bool = Fa
         choices = ", ".join(str(choice) for choice in spec.enum)
         raise _fail(name, f"{_short(result)} is not one of: {choices}")
     if spec.pattern is not None and isinstance(result, str):
-        if _compiled(spec.pattern).search(result) is None:
+        if compile_pattern(spec.pattern).search(result) is None:
             raise _fail(name, f"{_short(result)} does not match pattern {spec.pattern}")
     return result
 

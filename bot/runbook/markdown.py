@@ -17,11 +17,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.runbook.source import Pos, SourceError, SourceMap, load_yaml
+from bot.runbook.source import Budget, LimitError, Pos, SourceError, SourceMap, load_yaml
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _ATX = re.compile(r"^ {0,3}(?P<hashes>#{1,6})(?:[ \t]+(?P<text>.*?))?(?:[ \t]+#+)?[ \t]*$")
 _STEP_INFO = {"step", "yaml step"}
+_MARKERS = frozenset("`~#")
 
 
 @dataclass(slots=True)
@@ -76,6 +77,10 @@ def split_markdown(text: str) -> MarkdownDoc:
     prose: list[str] = []
     while index < len(lines):
         line = lines[index]
+        if line.lstrip(" ")[:1] not in _MARKERS:  # most lines are prose: skip the regexes
+            prose.append(line)
+            index += 1
+            continue
         fence = _FENCE.match(line)
         if fence:
             marker = fence.group("fence")
@@ -137,17 +142,20 @@ def load_markdown(text: str) -> tuple[dict[str, Any], SourceMap, list[SourceErro
     Returns:
         (data, source map, per-block errors, defaults) where defaults holds the
         runbook title and per-step titles/descriptions taken from the prose,
-        applied by the loader only where the runbook does not say otherwise.
+        applied by the loader only where the runbook does not say otherwise,
+        and ``broken``: the indexes of step blocks that did not parse (their
+        errors are in the list; the loader checks nothing more about them).
 
     Raises:
         SourceError: when the document's structure (front matter) is broken.
     """
     doc = split_markdown(text)
     smap = SourceMap()
+    budget = Budget()
     errors: list[SourceError] = []
     data: dict[str, Any] = {}
     if doc.front_matter is not None:
-        front, _ = load_yaml(doc.front_matter, smap=smap, line_offset=doc.front_line)
+        front, _ = load_yaml(doc.front_matter, smap=smap, line_offset=doc.front_line, budget=budget)
         if front is None:
             front = {}
         if not isinstance(front, dict):
@@ -162,6 +170,7 @@ def load_markdown(text: str) -> tuple[dict[str, Any], SourceMap, list[SourceErro
         )
     steps: list[Any] = []
     step_defaults: list[dict[str, str]] = []
+    broken: set[int] = set()  # blocks that did not parse: already reported
     for block in doc.blocks:
         path = ("steps", len(steps))
         try:
@@ -171,23 +180,33 @@ def load_markdown(text: str) -> tuple[dict[str, Any], SourceMap, list[SourceErro
                 line_offset=block.first_line,
                 col_offset=block.indent,
                 base=path,
+                budget=budget,
             )
+        except LimitError:
+            raise  # the whole file is refused, as in the YAML form
         except SourceError as exc:
             errors.append(exc)
+            broken.add(len(steps))
             value = None
         if value is None and path not in smap.values:
             smap.values[path] = Pos(block.fence_line + 1, block.indent + 1)
         if value is None:
             value = {}
         steps.append(value)
-        defaults: dict[str, str] = {}
+        prose: dict[str, str] = {}
         if block.title:
-            defaults["title"] = block.title
+            prose["title"] = block.title
         if block.description:
-            defaults["description"] = block.description
-        step_defaults.append(defaults)
+            prose["description"] = block.description
+        step_defaults.append(prose)
     data["steps"] = steps
     if () not in smap.values:
         smap.values[()] = Pos(1, 1)
     smap.values.setdefault(("steps",), Pos(1, 1))
-    return data, smap, errors, {"title": doc.title, "steps": step_defaults}
+    defaults: dict[str, Any] = {
+        "title": doc.title,
+        "steps": step_defaults,
+        "broken": broken,
+        "front_matter": doc.front_matter is not None,
+    }
+    return data, smap, errors, defaults

@@ -36,18 +36,18 @@ RESERVED_COMMANDS = frozenset({"help", "list", "run", "status", "cancel"})
 def _duration(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError(
-            f"bad duration {value!r}: write it as a string with a unit, e.g. 30s, 5m, 2h"
+            f"bad duration {value!r}: use a number with a unit, e.g. 250ms, 30s, 5m, 2h, 1d"
         )
     return parse_duration(value)
 
 
 def _re2_pattern(value: str) -> str:
-    import re2
+    from bot.runbook.inputs import compile_pattern
 
     try:
-        re2.compile(value)
-    except re2.error as exc:
-        raise ValueError(f"bad regex pattern {value!r}: {exc}") from exc
+        compile_pattern(value)
+    except ValueError as exc:
+        raise ValueError(f"bad regex pattern {value!r}: {exc}") from None
     return value
 
 

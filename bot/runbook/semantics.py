@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from bot.errors import InputError
-from bot.runbook.checks import suggest
+from bot.runbook.checks import error_message, suggest
+from bot.runbook.graph import ancestors as step_ancestors
+from bot.runbook.graph import check_cycles, check_ids, check_needs, effective_needs
 from bot.runbook.inputs import coerce_value
 from bot.runbook.model import (
     AlertTrigger,
@@ -24,7 +26,7 @@ from bot.runbook.model import (
     RunbookHeader,
     ScheduleTrigger,
 )
-from bot.runbook.source import Path, Pos, SourceMap
+from bot.runbook.source import Path, SourceMap
 from bot.runbook.templates import (
     JINJA_GLOBALS,
     RUN_FUNCTIONS,
@@ -32,11 +34,12 @@ from bot.runbook.templates import (
     TemplateError,
     analyse_expression,
     analyse_template,
+    environment,
     is_template,
 )
 
 if TYPE_CHECKING:
-    from bot.runbook.loader import ActionCatalog, _Report
+    from bot.runbook.structure import ActionCatalog, Report
 
 STEP_FIELDS = ("output", "outcome", "error", "attempts")
 RUN_FIELDS = ("id", "runbook", "requester", "trigger", "started_at", "sandbox")
@@ -54,6 +57,15 @@ class Scope:
     self_allowed: bool = False
     functions: bool = False
     where: str = ""
+    _allowed: frozenset[str] | None = None
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        """Every root name a template may start with here."""
+        if self._allowed is None:
+            extra = RUN_FUNCTIONS if self.functions else frozenset()
+            self._allowed = frozenset(self.names) | JINJA_GLOBALS | extra
+        return self._allowed
 
 
 def check(
@@ -63,17 +75,21 @@ def check(
     steps: list[tuple[int, Any]],
     raw: dict[str, Any],
     smap: SourceMap,
-    report: _Report,
+    report: Report,
     catalog: ActionCatalog,
     configured: Callable[[str], bool] | None,
 ) -> None:
     """Report every semantic problem of a runbook into ``report``."""
     raw_steps: list[Any] = raw["steps"] if isinstance(raw.get("steps"), list) else []
-    ids = _check_ids(raw_steps, smap, report)
-    needs = _effective_needs(raw_steps, ids)
-    _check_needs(raw_steps, ids, smap, report)
-    cyclic = _check_cycles(needs, ids, smap, report)
-    ancestors = {} if cyclic else _ancestors(needs, ids)
+    ids = check_ids(raw_steps, smap, report)
+    needs = effective_needs(raw_steps, ids)
+    check_needs(raw_steps, ids, smap, report)
+    cyclic = check_cycles(needs, ids, smap, report)
+    if cyclic:  # reported already; do not add an error for every reference in the cycle
+        everyone = set(ids.values())
+        ancestors = {step_id: everyone - {step_id} for step_id in everyone}
+    else:
+        ancestors = step_ancestors(needs, ids)
     _check_inputs(header, smap, report)
     input_names = set(header.inputs)
     for index, step in steps:
@@ -97,123 +113,10 @@ def check(
         _template(header.concurrency_key, ("concurrency_key",), scope, smap, report)
 
 
-# -- ids, needs, graph ---------------------------------------------------------------
-
-
-def _check_ids(raw_steps: list[Any], smap: SourceMap, report: _Report) -> dict[int, str]:
-    ids: dict[int, str] = {}
-    seen: set[str] = set()
-    for index, raw in enumerate(raw_steps):
-        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-            continue
-        step_id = raw["id"]
-        if step_id in seen:
-            report.error(smap.value(("steps", index, "id")), f"duplicate step id {step_id!r}")
-            continue
-        seen.add(step_id)
-        ids[index] = step_id
-    return ids
-
-
-def _effective_needs(raw_steps: list[Any], ids: dict[int, str]) -> dict[str, list[str]]:
-    needs: dict[str, list[str]] = {}
-    previous: str | None = None
-    for index, raw in enumerate(raw_steps):
-        step_id = ids.get(index)
-        if step_id is not None and isinstance(raw, dict):
-            given = raw.get("needs")
-            if isinstance(given, list):
-                needs[step_id] = [n for n in given if isinstance(n, str) and n in ids.values()]
-            else:
-                needs[step_id] = [previous] if previous is not None else []
-        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-            previous = raw["id"]
-    return needs
-
-
-def _check_needs(
-    raw_steps: list[Any], ids: dict[int, str], smap: SourceMap, report: _Report
-) -> None:
-    known = set(ids.values())
-    for index, raw in enumerate(raw_steps):
-        if not isinstance(raw, dict) or not isinstance(raw.get("needs"), list):
-            continue
-        seen: set[str] = set()
-        for pos_index, need in enumerate(raw["needs"]):
-            if not isinstance(need, str):
-                continue
-            where = smap.value(("steps", index, "needs", pos_index))
-            if need == raw.get("id"):
-                report.error(where, f"step {need!r} cannot need itself")
-            elif need not in known:
-                report.error(where, f"unknown step {need!r} in needs{suggest(need, known)}")
-            elif need in seen:
-                report.error(where, f"{need!r} is listed twice in needs")
-            seen.add(need)
-
-
-def _check_cycles(
-    needs: dict[str, list[str]], ids: dict[int, str], smap: SourceMap, report: _Report
-) -> bool:
-    index_of = {step_id: index for index, step_id in ids.items()}
-    state: dict[str, int] = {}
-    reported: set[frozenset[str]] = set()
-    found = False
-
-    def visit(node: str, trail: list[str]) -> None:
-        nonlocal found
-        state[node] = 1
-        trail.append(node)
-        for dep in needs.get(node, []):
-            if dep == node:
-                continue
-            if state.get(dep) == 1:
-                cycle = [*trail[trail.index(dep) :], dep]
-                members = frozenset(cycle)
-                if members not in reported:
-                    reported.add(members)
-                    found = True
-                    first = min(cycle[:-1], key=lambda s: index_of[s])
-                    start = cycle.index(first)
-                    ordered = [*cycle[start:-1], *cycle[:start], first]
-                    # show the cycle in the direction "x needs y"
-                    report.error(
-                        smap.value(("steps", index_of[first], "id")),
-                        "steps form a cycle: " + " → ".join(ordered) + " (each needs the next)",
-                    )
-            elif state.get(dep) is None:
-                visit(dep, trail)
-        trail.pop()
-        state[node] = 2
-
-    for step_id in ids.values():
-        if state.get(step_id) is None:
-            visit(step_id, [])
-    return found
-
-
-def _ancestors(needs: dict[str, list[str]], ids: dict[int, str]) -> dict[str, set[str]]:
-    memo: dict[str, set[str]] = {}
-
-    def of(node: str) -> set[str]:
-        if node in memo:
-            return memo[node]
-        result: set[str] = set()
-        for dep in needs.get(node, []):
-            result.add(dep)
-            result |= of(dep)
-        memo[node] = result
-        return result
-
-    for step_id in ids.values():
-        of(step_id)
-    return memo
-
-
 # -- inputs and triggers -----------------------------------------------------------------
 
 
-def _check_inputs(header: RunbookHeader, smap: SourceMap, report: _Report) -> None:
+def _check_inputs(header: RunbookHeader, smap: SourceMap, report: Report) -> None:
     for name, spec in header.inputs.items():
         path = ("inputs", name)
         if spec.enum is not None:
@@ -236,7 +139,7 @@ def _check_triggers(
     triggers: list[tuple[int, Any]],
     raw: dict[str, Any],
     smap: SourceMap,
-    report: _Report,
+    report: Report,
 ) -> None:
     required = [name for name, spec in header.inputs.items() if spec.is_required]
     for index, trigger in triggers:
@@ -254,11 +157,11 @@ def _check_triggers(
                     smap.key((*base, "dedup_key" if spec.dedup_key else "dedup_window")),
                     "'dedup_key' and 'dedup_window' go together: give both or neither",
                 )
-            mapping, where_pos = spec.inputs, smap.value(base)
+            mapping, where_pos = spec.inputs, smap.key(base)
         elif isinstance(trigger, ScheduleTrigger):
             base = (*path, "schedule")
             scope = Scope(names=set(), where="a schedule trigger")
-            mapping, where_pos = trigger.schedule.inputs, smap.value(base)
+            mapping, where_pos = trigger.schedule.inputs, smap.key(base)
         else:
             continue
         for key, value in mapping.items():
@@ -289,7 +192,7 @@ def _check_step(
     path: Path,
     base: Scope,
     smap: SourceMap,
-    report: _Report,
+    report: Report,
     catalog: ActionCatalog,
     configured: Callable[[str], bool] | None,
 ) -> None:
@@ -370,7 +273,7 @@ def _check_call(
     path: Path,
     scope: Scope,
     smap: SourceMap,
-    report: _Report,
+    report: Report,
     catalog: ActionCatalog,
     configured: Callable[[str], bool] | None,
 ) -> None:
@@ -383,16 +286,17 @@ def _check_call(
         report.error(smap.value((*path, "uses")), str(exc.args[0]))
         return
     if configured is not None and not configured(spec.connector):
-        report.warning(
+        report.warning_once(
+            f"configured:{spec.connector}",
             smap.value((*path, "uses")),
-            f"connector {spec.connector!r} is not configured (runs of this step will fail "
+            f"connector {spec.connector!r} is not configured (steps that use it will fail "
             "until its settings are set; see `runbook connectors`)",
         )
     _check_arguments(spec, with_, path, smap, report)
 
 
 def _check_arguments(
-    spec: Any, with_: dict[str, Any], path: Path, smap: SourceMap, report: _Report
+    spec: Any, with_: dict[str, Any], path: Path, smap: SourceMap, report: Report
 ) -> None:
     model: type[BaseModel] = spec.input_model
     if model.model_config.get("extra") == "allow":
@@ -415,26 +319,25 @@ def _check_arguments(
     step_path = path if path[-1] != "compensate" else path[:-1]
     for alias, name in fields.items():
         if model.model_fields[name].is_required() and alias not in with_:
-            where = (
-                smap.key(with_path) if with_path in smap.keys else smap.value((*step_path, "id"))
-            )
+            # nothing to point at but the step: its id (SPEC §1.6)
+            where = smap.value((*step_path, "id"))
             report.error(where, f"missing argument {alias!r} for {spec.ref}")
 
 
 @functools.lru_cache(maxsize=4096)
 def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
-    annotation: Any = model.model_fields[name].annotation
-    return TypeAdapter(annotation)
+    """A validator for one argument, with the field's constraints (``ge=0``, ...)."""
+    info = model.model_fields[name]
+    annotated: Any = Annotated[info.annotation, info]
+    return TypeAdapter(annotated)
 
 
 def _argument_problem(model: type[BaseModel], name: str, value: Any) -> str | None:
     try:
         _adapter(model, name).validate_python(value)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        msg = first["msg"]
-        return msg[:1].lower() + msg[1:]
-    except Exception:
+        return error_message(exc.errors(include_url=False)[0])
+    except Exception:  # a connector's odd annotation: leave it to the call
         return None
     return None
 
@@ -464,49 +367,64 @@ def _strings(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
 # -- templates -------------------------------------------------------------------------------
 
 
-def _template(text: str, path: Path, scope: Scope, smap: SourceMap, report: _Report) -> None:
+def _template(text: str, path: Path, scope: Scope, smap: SourceMap, report: Report) -> None:
     try:
         info = analyse_template(text)
     except TemplateError as exc:
-        report.error(_template_pos(smap.value(path), exc), exc.message)
+        report.error(smap.line_in(path, exc.line), exc.message)
         return
     _check_refs(info, path, scope, smap, report)
 
 
-def _expression(text: str, path: Path, scope: Scope, smap: SourceMap, report: _Report) -> None:
+def _expression(text: str, path: Path, scope: Scope, smap: SourceMap, report: Report) -> None:
     try:
         info = analyse_expression(text)
     except TemplateError as exc:
-        report.error(_template_pos(smap.value(path), exc), exc.message)
+        report.error(smap.line_in(path, exc.line), exc.message)
         return
     _check_refs(info, path, scope, smap, report)
 
 
-def _template_pos(pos: Pos, exc: TemplateError) -> Pos:
-    return pos
-
-
-def _check_refs(info: Analysis, path: Path, scope: Scope, smap: SourceMap, report: _Report) -> None:
-    pos = smap.value(path)
-    for name in info.private:
-        report.error(pos, f"access to private attribute {name!r} is not allowed in templates")
+def _check_refs(info: Analysis, path: Path, scope: Scope, smap: SourceMap, report: Report) -> None:
+    if info.literal:
         return
-    allowed = scope.names | JINJA_GLOBALS | (RUN_FUNCTIONS if scope.functions else set())
-    for name in sorted(info.calls & RUN_FUNCTIONS):
-        if not scope.functions:
-            report.error(pos, f"{name}() is not available in {scope.where or 'this place'}")
+    problems = _ref_problems(info, scope)
+    if problems:
+        pos = smap.value(path)
+        for message in problems:
+            report.error(pos, message)
+
+
+def _ref_problems(info: Analysis, scope: Scope) -> list[str]:
+    """What is wrong with the names a template uses where it stands (usually nothing)."""
+    if info.private:
+        return [f"access to private attribute {info.private[0]!r} is not allowed in templates"]
+    problems: list[str] = []
+    if info.filters or info.tests:
+        env = environment()
+        for name in sorted(info.filters - env.filters.keys()):
+            problems.append(f"unknown filter {name!r}{suggest(name, env.filters)}")
+        for name in sorted(info.tests - env.tests.keys()):
+            problems.append(f"unknown test {name!r}{suggest(name, env.tests)}")
+    if info.calls and not scope.functions:
+        for name in sorted(info.calls & RUN_FUNCTIONS):
+            problems.append(f"{name}() is not available in {scope.where or 'this place'}")
+    allowed = scope.allowed
     seen: set[tuple[str, tuple[str, ...]]] = set()
     for ref in info.refs:
         key = (ref.root, ref.path[:3])
-        if key in seen:
+        if key in seen or (ref.root in info.calls and ref.root in RUN_FUNCTIONS):
             continue
         seen.add(key)
         message = _ref_problem(ref.root, ref.path, scope, allowed)
         if message:
-            report.error(pos, message)
+            problems.append(message)
+    return problems
 
 
-def _ref_problem(root: str, path: tuple[str, ...], scope: Scope, allowed: set[str]) -> str | None:
+def _ref_problem(
+    root: str, path: tuple[str, ...], scope: Scope, allowed: frozenset[str]
+) -> str | None:
     if root not in allowed:
         if root in ("item", "index"):
             return f"{root!r} is only defined in a step with for_each"

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 import yaml.cyaml as _cyaml
+import yaml.reader
 from yaml import events as ev
 
 _Parser: Any = getattr(_cyaml, "CParser", None)
@@ -51,8 +51,7 @@ _CORE = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
 
 
-@dataclass(frozen=True, slots=True)
-class Pos:
+class Pos(NamedTuple):
     """A 1-based line and column in the original file."""
 
     line: int
@@ -61,10 +60,18 @@ class Pos:
 
 @dataclass(slots=True)
 class SourceMap:
-    """Positions of keys and values by path (``("steps", 2, "uses")``)."""
+    """Positions of keys and values by path (``("steps", 2, "uses")``).
 
-    values: dict[Path, Pos] = field(default_factory=dict)
-    keys: dict[Path, Pos] = field(default_factory=dict)
+    Positions are stored as plain ``(line, column)`` tuples (building a
+    ``Pos`` for each of the thousands of nodes of a file costs measurable
+    time); lookups return :class:`Pos`. ``blocks`` holds, for literal block
+    scalars (``|``), the line and column of their first content line, so an
+    error inside a multi-line template can point at its own line.
+    """
+
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    blocks: dict[Path, tuple[int, int]] = field(default_factory=dict)
 
     def value(self, path: Path) -> Pos:
         """Where the value at ``path`` starts (or its nearest known ancestor)."""
@@ -72,17 +79,29 @@ class SourceMap:
 
     def key(self, path: Path) -> Pos:
         """Where the key at ``path`` starts (or the value, or an ancestor)."""
-        if path in self.keys:
-            return self.keys[path]
+        found = self.keys.get(path)
+        if found is not None:
+            return Pos(*found)
         return self._lookup(self.values, path)
 
-    def _lookup(self, table: dict[Path, Pos], path: Path) -> Pos:
+    def line_in(self, path: Path, line: int | None) -> Pos:
+        """Where line ``line`` (1-based) of the string value at ``path`` is.
+
+        Exact for literal block scalars; otherwise the value's start.
+        """
+        block = self.blocks.get(path)
+        if block is None or not line or line < 1:
+            return self.value(path)
+        return Pos(block[0] + line - 1, block[1])
+
+    def _lookup(self, table: dict[Path, tuple[int, int]], path: Path) -> Pos:
         probe = path
         while probe:
-            if probe in table:
-                return table[probe]
+            found = table.get(probe)
+            if found is not None:
+                return Pos(*found)
             probe = probe[:-1]
-        return table.get((), Pos(1, 1))
+        return Pos(*table.get((), (1, 1)))
 
 
 class SourceError(Exception):
@@ -94,25 +113,27 @@ class SourceError(Exception):
         super().__init__(message)
 
 
+class LimitError(SourceError):
+    """The document is too big or too deep: nothing more of the file is read."""
+
+
 @dataclass(slots=True)
-class _Frame:
-    kind: str  # "map" or "seq"
-    value: Any
-    path: Path
-    anchor: str | None
-    start: Pos
-    pending_key: str | None = None
-    pending_key_pos: Pos | None = None
-    keys_seen: set[str] = field(default_factory=set)
+class Budget:
+    """Nodes read so far; shared by the blocks of one Markdown file."""
+
+    nodes: int = 0
 
 
-def _resolve_plain(text: str) -> Any:
-    if text in _NULL:
-        return None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
+_MISSING = object()
+_PLAIN_WORDS: dict[str, Any] = {
+    **dict.fromkeys(_NULL, None),
+    **dict.fromkeys(_TRUE, True),
+    **dict.fromkeys(_FALSE, False),
+}
+_NUMERIC_START = frozenset("+-.0123456789")
+
+
+def _resolve_number(text: str) -> Any:
     if _INT.fullmatch(text):
         return int(text)
     if _OCT.fullmatch(text):
@@ -125,6 +146,16 @@ def _resolve_plain(text: str) -> Any:
         return -math.inf if text.startswith("-") else math.inf
     if _NAN.fullmatch(text):
         return math.nan
+    return text
+
+
+def _resolve_plain(text: str) -> Any:
+    """The value of a plain (unquoted, untagged) scalar under the YAML 1.2 core schema."""
+    value = _PLAIN_WORDS.get(text, _MISSING)
+    if value is not _MISSING:
+        return value
+    if text[0] in _NUMERIC_START:
+        return _resolve_number(text)
     return text
 
 
@@ -156,129 +187,207 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
-class _Builder:
-    """Turns libyaml events into plain Python data plus a SourceMap."""
+class _Frame:
+    """An open collection while reading: a mapping (``is_map``) or a sequence."""
 
-    def __init__(self, line_offset: int, col_offset: int, base: Path, smap: SourceMap) -> None:
+    __slots__ = ("anchor", "container", "is_map", "key", "key_pos", "nodes_at", "path", "start")
+
+    def __init__(
+        self, is_map: bool, path: Path, anchor: str | None, start: tuple[int, int], nodes_at: int
+    ) -> None:
+        self.is_map = is_map
+        self.container: Any = {} if is_map else []
+        self.path = path
+        self.anchor = anchor
+        self.start = start
+        self.nodes_at = nodes_at
+        self.key: str | None = None
+        self.key_pos: tuple[int, int] = (0, 0)
+
+
+class _Builder:
+    """Turns libyaml events into plain Python data plus a SourceMap.
+
+    One flat loop over the events, without recursion: nesting depth and the
+    number of nodes (aliases counted at their full expanded size) are bounded
+    as the events arrive, before anything big is built.
+    """
+
+    def __init__(
+        self,
+        line_offset: int,
+        col_offset: int,
+        base: Path,
+        smap: SourceMap,
+        budget: Budget,
+        text: str,
+    ) -> None:
         self.line_offset = line_offset
         self.col_offset = col_offset
         self.base = base
         self.smap = smap
-        self.anchors: dict[str, tuple[Any, int]] = {}
-        self.nodes = 0
+        self.budget = budget
+        self.text = text
 
     def pos(self, mark: Any) -> Pos:
         return Pos(mark.line + 1 + self.line_offset, mark.column + 1 + self.col_offset)
 
-    def count(self, amount: int, pos: Pos) -> None:
-        self.nodes += amount
-        if self.nodes > MAX_NODES:
-            raise SourceError(
-                f"document expands to more than {MAX_NODES:,} nodes (alias bomb?)", pos
+    def _too_many(self, at: tuple[int, int], aliased: bool) -> SourceError:
+        if aliased:
+            message = (
+                f"aliases expand the document to more than {MAX_NODES:,} nodes "
+                "(an alias bomb?); write the values out instead"
             )
+        else:
+            message = f"the document has more than {MAX_NODES:,} nodes, the limit for a runbook"
+        return LimitError(message, Pos(*at))
 
-    def build(self, events: Iterator[Any]) -> tuple[Any, bool]:
-        """Return (document, found) for the first document; refuse a second one."""
+    def _block_start(self, mark: Any) -> tuple[int, int]:
+        """First content line and column of the literal block scalar starting at ``mark``."""
+        lines = self.text.split("\n")
+        row = mark.line + 1
+        while row < len(lines) and not lines[row].strip():
+            row += 1
+        indent = len(lines[row]) - len(lines[row].lstrip(" ")) if row < len(lines) else 0
+        return row + 1 + self.line_offset, indent + 1 + self.col_offset
+
+    def _note_block(self, top: _Frame | None, mark: Any) -> None:
+        if top is None:
+            path = self.base
+        elif not top.is_map:
+            path = (*top.path, len(top.container))
+        elif top.key is not None:
+            path = (*top.path, top.key)
+        else:
+            return  # a key
+        self.smap.blocks[path] = self._block_start(mark)
+
+    def build(self, parser: Any) -> Any:
+        """Return the first document's data; refuse a second document."""
+        values = self.smap.values
+        keys = self.smap.keys
+        line_base = self.line_offset + 1
+        col_base = self.col_offset + 1
+        anchors: dict[str, tuple[Any, int]] = {}
+        nodes = self.budget.nodes
+        aliased = False
         stack: list[_Frame] = []
+        top: _Frame | None = None
         result: Any = None
         found = False
-        sizes: list[int] = []  # node count of each open collection, for anchors
-
-        def attach(value: Any, pos: Pos, size: int, anchor: str | None) -> None:
-            nonlocal result, found
-            if anchor is not None:
-                self.anchors[anchor] = (value, size)
-            if not stack:
-                result = value
-                found = True
-                self.smap.values[self.base] = pos
-                return
-            top = stack[-1]
-            if sizes:
-                sizes[-1] += size
-            if top.kind == "seq":
-                index = len(top.value)
-                top.value.append(value)
-                self.smap.values[(*top.path, index)] = pos
-                return
-            if top.pending_key is None:
-                if isinstance(value, (dict, list)):
-                    raise SourceError("mapping keys must be plain strings", pos)
-                if not isinstance(value, str):
-                    value = _key_text(value)
-                if value in top.keys_seen:
-                    raise SourceError(f"duplicate key {value!r}", pos)
-                top.keys_seen.add(value)
-                top.pending_key = value
-                top.pending_key_pos = pos
-                return
-            key = top.pending_key
-            top.value[key] = value
-            child = (*top.path, key)
-            self.smap.values[child] = pos
-            assert top.pending_key_pos is not None
-            self.smap.keys[child] = top.pending_key_pos
-            top.pending_key = None
-
-        def child_path() -> Path:
-            if not stack:
-                return self.base
-            top = stack[-1]
-            if top.kind == "seq":
-                return (*top.path, len(top.value))
-            if top.pending_key is None:
-                return (*top.path, "<key>")
-            return (*top.path, top.pending_key)
-
-        for event in events:
-            if isinstance(event, (ev.StreamStartEvent, ev.DocumentStartEvent)):
-                if isinstance(event, ev.DocumentStartEvent) and found:
+        get_event = parser.get_event
+        scalar_t, alias_t = ev.ScalarEvent, ev.AliasEvent
+        map_start_t, seq_start_t = ev.MappingStartEvent, ev.SequenceStartEvent
+        map_end_t, seq_end_t = ev.MappingEndEvent, ev.SequenceEndEvent
+        while True:
+            event = get_event()
+            if event is None:
+                break
+            etype = type(event)
+            if etype is scalar_t or etype is alias_t:
+                mark = event.start_mark
+                at = (mark.line + line_base, mark.column + col_base)
+                anchor = event.anchor
+                if etype is alias_t:
+                    if anchor not in anchors:
+                        raise SourceError(f"unknown alias *{anchor}", Pos(*at))
+                    value, size = anchors[anchor]
+                    nodes += size
+                    aliased = True
+                    if nodes > MAX_NODES:
+                        raise self._too_many(at, aliased)
+                    anchor = None
+                else:
+                    nodes += 1
+                    if nodes > MAX_NODES:
+                        raise self._too_many(at, aliased)
+                    size = 1
+                    tag = event.tag
+                    if tag is None:
+                        value = event.value
+                        if event.implicit[0]:  # plain: resolve (inlined _resolve_plain)
+                            plain = _PLAIN_WORDS.get(value, _MISSING)
+                            if plain is not _MISSING:
+                                value = plain
+                            elif value[0] in _NUMERIC_START:
+                                value = _resolve_number(value)
+                    elif tag == "!":
+                        value = event.value
+                    elif tag in _ALLOWED_TAGS:
+                        value = _construct_tagged(tag, event.value, Pos(*at))
+                    else:
+                        raise SourceError(_tag_message(tag), Pos(*at))
+                    if anchor is not None:
+                        anchors[anchor] = (value, 1)
+                    if event.style == "|":
+                        self._note_block(top, mark)
+            elif etype is map_start_t or etype is seq_start_t:
+                mark = event.start_mark
+                at = (mark.line + line_base, mark.column + col_base)
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise self._too_many(at, aliased)
+                is_map = etype is map_start_t
+                tag = event.tag
+                if tag is not None and tag != "!" and tag != _CORE + ("map" if is_map else "seq"):
+                    raise SourceError(_tag_message(tag), Pos(*at))
+                if len(stack) >= MAX_DEPTH:
+                    raise LimitError(f"nested more than {MAX_DEPTH} levels deep", Pos(*at))
+                if top is None:
+                    path = self.base
+                elif not top.is_map:
+                    path = (*top.path, len(top.container))
+                elif top.key is None:
+                    raise SourceError("mapping keys must be plain strings", Pos(*at))
+                else:
+                    path = (*top.path, top.key)
+                top = _Frame(is_map, path, event.anchor, at, nodes - 1)
+                stack.append(top)
+                continue
+            elif etype is map_end_t or etype is seq_end_t:
+                frame = stack.pop()
+                top = stack[-1] if stack else None
+                value = frame.container
+                at = frame.start
+                size = nodes - frame.nodes_at
+                if frame.anchor is not None:
+                    anchors[frame.anchor] = (value, size)
+            elif etype is ev.DocumentStartEvent:
+                if found:
                     raise SourceError(
                         "more than one YAML document in the file", self.pos(event.start_mark)
                     )
                 continue
-            if isinstance(event, (ev.DocumentEndEvent, ev.StreamEndEvent)):
+            elif etype is ev.StreamEndEvent:
+                break
+            else:  # stream start, document end
                 continue
-            pos = self.pos(event.start_mark)
-            if isinstance(event, ev.AliasEvent):
-                if event.anchor not in self.anchors:
-                    raise SourceError(f"unknown alias *{event.anchor}", pos)
-                value, size = self.anchors[event.anchor]
-                self.count(size, pos)
-                attach(value, pos, size, None)
-                continue
-            tag = getattr(event, "tag", None)
-            if isinstance(event, ev.ScalarEvent):
-                self.count(1, pos)
-                if tag is not None and tag != "!" and tag not in _ALLOWED_TAGS:
-                    raise SourceError(f"YAML tag {tag!r} is not allowed in runbooks", pos)
-                if tag in _ALLOWED_TAGS:
-                    value = _construct_tagged(tag, event.value, pos)
-                elif event.implicit[0] and tag is None:
-                    value = _resolve_plain(event.value)
-                else:
-                    value = event.value
-                attach(value, pos, 1, event.anchor)
-                continue
-            if isinstance(event, (ev.SequenceStartEvent, ev.MappingStartEvent)):
-                self.count(1, pos)
-                is_map = isinstance(event, ev.MappingStartEvent)
-                wanted = _CORE + ("map" if is_map else "seq")
-                if tag not in (None, "!", wanted):
-                    raise SourceError(f"YAML tag {tag!r} is not allowed in runbooks", pos)
-                if len(stack) >= MAX_DEPTH:
-                    raise SourceError(f"nested more than {MAX_DEPTH} levels deep", pos)
-                path = child_path()
-                container: Any = {} if is_map else []
-                frame = _Frame("map" if is_map else "seq", container, path, event.anchor, pos)
-                stack.append(frame)
-                sizes.append(1)
-                continue
-            if isinstance(event, (ev.SequenceEndEvent, ev.MappingEndEvent)):
-                frame = stack.pop()
-                attach(frame.value, frame.start, sizes.pop(), frame.anchor)
-                continue
-        return result, found
+            # attach ``value`` (at ``at``) to the open collection
+            if top is None:
+                result = value
+                found = True
+                values[self.base] = at
+            elif not top.is_map:
+                values[(*top.path, len(top.container))] = at
+                top.container.append(value)
+            elif top.key is None:
+                if type(value) is not str:
+                    if isinstance(value, (dict, list)):
+                        raise SourceError("mapping keys must be plain strings", Pos(*at))
+                    value = _key_text(value)
+                if value in top.container:
+                    raise SourceError(f"duplicate key {value!r}", Pos(*at))
+                top.key = value
+                top.key_pos = at
+            else:
+                key = top.key
+                top.container[key] = value
+                child = (*top.path, key)
+                values[child] = at
+                keys[child] = top.key_pos
+                top.key = None
+        self.budget.nodes = nodes
+        return result
 
 
 def load_yaml(
@@ -288,25 +397,53 @@ def load_yaml(
     line_offset: int = 0,
     col_offset: int = 0,
     base: Path = (),
+    budget: Budget | None = None,
 ) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data and a SourceMap.
+
+    Args:
+        text: the YAML text.
+        smap: a map to add positions to (Markdown files share one).
+        line_offset: lines before ``text`` in the original file.
+        col_offset: columns ``text`` was dedented by (an indented Markdown block).
+        base: the path of the document's root (``("steps", 3)`` for a step block).
+        budget: the node count shared by several documents of one file.
 
     Raises:
         SourceError: for syntax errors, disallowed tags, duplicate keys,
             alias bombs and excessive nesting, with the position.
     """
     smap = smap if smap is not None else SourceMap()
-    builder = _Builder(line_offset, col_offset, base, smap)
+    builder = _Builder(line_offset, col_offset, base, smap, budget or Budget(), text)
     parser = _Parser(text)
     try:
-        data, _found = builder.build(_events(parser))
+        data = builder.build(parser)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = builder.pos(mark) if mark is not None else Pos(1 + line_offset, 1 + col_offset)
         problem = exc.problem or exc.context or "invalid YAML"
+        context = exc.context_mark
+        if exc.problem and exc.context and context is not None and context is not mark:
+            where = builder.pos(context)
+            problem += f" ({exc.context} at line {where.line}, column {where.column})"
+        if (
+            "tab" not in problem
+            and mark is not None
+            and _char_at(text, mark.line, mark.column) == "\t"
+        ):
+            problem += " (a tab: YAML is indented with spaces only)"
         raise SourceError(f"YAML syntax error: {problem}", pos) from exc
+    except yaml.reader.ReaderError as exc:
+        # libyaml counts bytes of the UTF-8 text
+        offset = len(text.encode("utf-8")[: exc.position].decode("utf-8", "ignore"))
+        line = text.count("\n", 0, offset)
+        column = offset - (text.rfind("\n", 0, offset) + 1)
+        pos = Pos(line + 1 + line_offset, column + 1 + col_offset)
+        what = f"character U+{exc.character:04X}" if isinstance(exc.character, int) else "character"
+        raise SourceError(f"YAML syntax error: {what} is not allowed ({exc.reason})", pos) from exc
     except yaml.YAMLError as exc:
-        raise SourceError(f"YAML syntax error: {exc}", Pos(1 + line_offset, 1)) from exc
+        message = str(exc).split("\n", 1)[0]
+        raise SourceError(f"YAML syntax error: {message}", Pos(1 + line_offset, 1)) from exc
     finally:
         dispose = getattr(parser, "dispose", None)
         if dispose is not None:
@@ -314,11 +451,13 @@ def load_yaml(
     return data, smap
 
 
-def _events(parser: Any) -> Iterator[Any]:
-    while True:
-        event = parser.get_event()
-        if event is None:
-            return
-        yield event
-        if isinstance(event, ev.StreamEndEvent):
-            return
+def _tag_message(tag: str) -> str:
+    shown = "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+    return f"YAML tag {shown!r} is not allowed in runbooks (loading never constructs objects)"
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.split("\n", line + 1)
+    if line >= len(lines) or column >= len(lines[line]):
+        return ""
+    return lines[line][column]

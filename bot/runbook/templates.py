@@ -8,31 +8,58 @@ template: only runbook text is ever compiled.
 
 Analysis (done once per distinct text, cached) yields the references a
 template makes (``inputs.host``, ``steps.find.output``) so the loader can
-check them; plain ``{{ a.b.c }}`` templates take a fast path that skips
-Jinja's parser, which costs ~200 µs a template.
+check them. Jinja's parser costs ~200 µs a template, so analysis avoids it
+where it safely can: ``{{ a.b.c | filter('x') }}`` expressions are matched by
+a regular expression, a template is analysed one ``{{ }}`` expression at a
+time (expressions repeat across runbooks far more than whole templates do),
+and a template with ``{% %}`` tags is parsed with its literal text blanked
+out, so templates that differ only in wording share one parse. Whenever a
+shortcut does not apply, Jinja parses the real text and has the last word.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-MAX_STRING = 1_000_000
-MAX_POWER_BITS = 4096
-JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace"})
+from bot.runbook.jinja_env import JINJA_GLOBALS, MAX_STRING, environment
+
+__all__ = [
+    "JINJA_GLOBALS",
+    "MAX_STRING",
+    "RUN_FUNCTIONS",
+    "Analysis",
+    "Ref",
+    "TemplateError",
+    "analyse_expression",
+    "analyse_template",
+    "environment",
+    "evaluate",
+    "is_template",
+    "render_string",
+    "render_value",
+]
+
 RUN_FUNCTIONS = frozenset({"failure", "success"})
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_DOTTED = re.compile(rf"\s*-?\s*({_IDENT}(?:\.{_IDENT}|\[\d+\])*)\s*-?\s*")
+_IDENT_RE = re.compile(_IDENT)
+_LITERAL = r"""(?:'[^'\\]*'|"[^"\\]*"|-?\d+(?:\.\d+)?|true|false|none|True|False|None)"""
+_FILTER = rf"\|\s*({_IDENT})\s*(?:\(\s*(?:{_LITERAL}(?:\s*,\s*{_LITERAL})*)?\s*\))?"
+_FILTER_RE = re.compile(_FILTER)
+_FAST_EXPR = re.compile(
+    rf"(?P<ref>{_IDENT}(?:\.{_IDENT}|\[\d+\])*)\s*(?P<filters>(?:{_FILTER}\s*)*)"
+)
+_CONSTANT_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "not"})
+_OPEN_RE = re.compile(r"\{[{%#]")
+_CLOSERS = {"{{": "}}", "{%": "%}", "{#": "#}"}
 _SEGMENT = re.compile(rf"\.({_IDENT})|\[(\d+)\]")
 _SINGLE = re.compile(r"\A\{\{(?P<expr>.*)\}\}\Z", re.DOTALL)
 
@@ -64,6 +91,8 @@ class Analysis:
 
     refs: tuple[Ref, ...] = ()
     calls: frozenset[str] = frozenset()
+    filters: frozenset[str] = frozenset()
+    tests: frozenset[str] = frozenset()
     private: tuple[str, ...] = ()  # attribute names starting with "_"
     native: bool = False  # exactly one {{ expr }}: renders to the native value
     literal: bool = False  # no template syntax at all
@@ -87,86 +116,29 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, with limits on operators that can exhaust memory or CPU."""
-
-    intercepted_binops = frozenset({"*", "**", "+"})
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(left, int) and isinstance(right, int):
-                if (
-                    right > 0
-                    and abs(left) > 1
-                    and right * max(abs(left).bit_length(), 1) > (MAX_POWER_BITS)
-                ):
-                    raise SecurityError("the result of ** would be too large")
-            return operator.pow(left, right)
-        if operator_name == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, (str, list, tuple))
-                    and isinstance(count, int)
-                    and len(seq) * count > MAX_STRING
-                ):
-                    raise SecurityError("the result of * would be too large")
-            return operator.mul(left, right)
-        result = operator.add(left, right)
-        if isinstance(result, (str, list, tuple)) and len(result) > MAX_STRING:
-            raise SecurityError("the result of + would be too large")
-        return result
-
-
-@functools.cache
-def environment() -> _Sandbox:
-    """The one sandboxed environment; undefined names are errors."""
-    env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    env.globals = {k: v for k, v in env.globals.items() if k in JINJA_GLOBALS}
-    return env
-
-
-def _fast_analysis(text: str) -> Analysis | None:
-    """Analyse ``lit {{ a.b }} lit`` templates without Jinja's parser; None when not simple."""
-    if "{%" in text or "{#" in text:
+def _fast_expression(expr: str) -> Analysis | None:
+    """Analyse ``a.b[0].c | filter('x') | other`` without Jinja's parser; None otherwise."""
+    match = _FAST_EXPR.fullmatch(expr)
+    if match is None:
         return None
-    refs: list[Ref] = []
-    pos = 0
-    pieces = 0
-    literal_seen = False
-    while True:
-        start = text.find("{{", pos)
-        if start < 0:
-            literal_seen = literal_seen or pos < len(text)
-            break
-        if start > pos:
-            literal_seen = True
-        end = text.find("}}", start + 2)
-        if end < 0:
-            return None
-        match = _DOTTED.fullmatch(text, start + 2, end)
-        if match is None:
-            return None
-        dotted = match.group(1)
-        root = re.match(_IDENT, dotted).group(0)  # type: ignore[union-attr]
-        segments = tuple(name or index for name, index in _SEGMENT.findall(dotted, len(root)))
-        if root in {"true", "false", "none", "True", "False", "None"}:
-            return None
-        refs.append(Ref(root, segments))
-        pieces += 1
-        pos = end + 2
-    private = tuple(seg for ref in refs for seg in (ref.root, *ref.path) if seg.startswith("_"))
-    return Analysis(
-        refs=tuple(refs),
-        private=private,
-        native=pieces == 1 and not literal_seen,
-        literal=pieces == 0,
-    )
+    dotted = match.group("ref")
+    root = _IDENT_RE.match(dotted).group(0)  # type: ignore[union-attr]
+    if root in _CONSTANT_NAMES:
+        return None
+    segments = tuple(name or index for name, index in _SEGMENT.findall(dotted, len(root)))
+    filters = frozenset(f.group(1) for f in _FILTER_RE.finditer(match.group("filters")))
+    private = tuple(seg for seg in (root, *segments) if seg.startswith("_"))
+    if "attr" in filters:
+        return None  # let the parser see what attribute it reaches
+    return Analysis(refs=(Ref(root, segments),), filters=filters, private=private, native=True)
 
 
 class _RefCollector:
     def __init__(self) -> None:
         self.refs: list[Ref] = []
         self.calls: set[str] = set()
+        self.filters: set[str] = set()
+        self.tests: set[str] = set()
         self.private: list[str] = []
         self.locals: set[str] = set()
 
@@ -179,21 +151,23 @@ class _RefCollector:
             return
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             chain: list[str] = []
+            private: list[str] = []
             cur: nodes.Node = node
             while isinstance(cur, (nodes.Getattr, nodes.Getitem)):
                 if isinstance(cur, nodes.Getattr):
                     chain.append(cur.attr)
                     if cur.attr.startswith("_"):
-                        self.private.append(cur.attr)
+                        private.append(cur.attr)
                 elif isinstance(cur.arg, nodes.Const) and isinstance(cur.arg.value, (str, int)):
                     key = str(cur.arg.value)
                     chain.append(key)
                     if key.startswith("_"):
-                        self.private.append(key)
+                        private.append(key)
                 else:
                     chain.clear()
                     self.visit(cur.arg)
                 cur = cur.node
+            self.private.extend(reversed(private))  # in the order they are written
             if isinstance(cur, nodes.Name) and cur.ctx == "load" and cur.name not in self.locals:
                 self.refs.append(Ref(cur.name, tuple(reversed(chain))))
             else:
@@ -201,10 +175,19 @@ class _RefCollector:
             return
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
             self.calls.add(node.node.name)
+        if isinstance(node, nodes.Filter):
+            self.filters.add(node.name)
+            if node.name == "attr":
+                for arg in node.args:
+                    if isinstance(arg, nodes.Const) and str(arg.value).startswith("_"):
+                        self.private.append(str(arg.value))
+        elif isinstance(node, nodes.Test):
+            self.tests.add(node.name)
         if isinstance(node, nodes.For):
-            # loop targets are locals for the body
+            # loop targets (and Jinja's ``loop``) are locals for the body
             self.visit(node.iter)
             self.visit(node.target)
+            self.locals.add("loop")
             for child in (*node.body, *node.else_):
                 self.visit(child)
             if node.test is not None:
@@ -213,9 +196,156 @@ class _RefCollector:
         for child in node.iter_child_nodes():
             self.visit(child)
 
+    def analysis(self, *, native: bool) -> Analysis:
+        return Analysis(
+            refs=tuple(self.refs),
+            calls=frozenset(self.calls),
+            filters=frozenset(self.filters),
+            tests=frozenset(self.tests),
+            private=tuple(self.private),
+            native=native,
+        )
+
 
 def _syntax_error(exc: TemplateSyntaxError) -> TemplateError:
     return TemplateError(f"template syntax error: {exc.message}", exc.lineno)
+
+
+def _too_deep() -> TemplateError:
+    # Jinja's parser and compiler recurse: ~100 nested brackets exhaust Python's stack.
+    return TemplateError("template nested too deeply (brackets, blocks or operators)")
+
+
+def _split_tags(text: str) -> list[tuple[str, str]] | None:
+    """Split a template into ``("data", text)`` and ``("{{"|"{%"|"{#", tag)`` pieces.
+
+    A naive split (it does not know string literals), used only to choose a
+    cache key or a shortcut: whenever the pieces do not parse, the whole
+    text is parsed by Jinja, which has the last word. None when a tag is
+    never closed.
+    """
+    pieces: list[tuple[str, str]] = []
+    pos = 0
+    while True:
+        match = _OPEN_RE.search(text, pos)
+        if match is None:
+            if pos < len(text):
+                pieces.append(("data", text[pos:]))
+            return pieces
+        start = match.start()
+        if start > pos:
+            pieces.append(("data", text[pos:start]))
+        opener = match.group(0)
+        end = text.find(_CLOSERS[opener], start + 2)
+        if end < 0:
+            return None
+        pieces.append((opener, text[start : end + 2]))
+        pos = end + 2
+
+
+@functools.lru_cache(maxsize=65536)
+def _expression_analysis(expr: str) -> Analysis:
+    """Analyse the text of one ``{{ ... }}`` or a bare expression; cached by text.
+
+    Raises:
+        TemplateError: when it does not parse.
+    """
+    fast = _fast_expression(expr)
+    if fast is not None:
+        return fast
+    try:
+        parser = Parser(environment(), expr, state="variable")  # lexes: may raise too
+        tree = parser.parse_expression()
+        if not parser.stream.eos:
+            token = parser.stream.current
+            raise TemplateSyntaxError(f"unexpected {token.value!r}", token.lineno)
+        collector = _RefCollector()
+        collector.visit(tree)
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(exc) from exc
+    except RecursionError:
+        raise _too_deep() from None
+    return collector.analysis(native=True)
+
+
+@functools.lru_cache(maxsize=16384)
+def _parsed_analysis(text: str) -> Analysis:
+    """Analyse a whole template with Jinja's parser; cached by text.
+
+    Raises:
+        TemplateError: when the template does not parse.
+    """
+    try:
+        tree = environment().parse(text)
+        collector = _RefCollector()
+        collector.visit(tree)
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(exc) from exc
+    except RecursionError:
+        raise _too_deep() from None
+    native = (
+        len(tree.body) == 1
+        and isinstance(tree.body[0], nodes.Output)
+        and len(tree.body[0].nodes) == 1
+        and not isinstance(tree.body[0].nodes[0], nodes.TemplateData)
+        and _SINGLE.match(text) is not None
+    )
+    return collector.analysis(native=native)
+
+
+def _combine(parts: list[Analysis], *, native: bool) -> Analysis:
+    return Analysis(
+        refs=tuple(ref for part in parts for ref in part.refs),
+        calls=frozenset().union(*(part.calls for part in parts)),
+        filters=frozenset().union(*(part.filters for part in parts)),
+        tests=frozenset().union(*(part.tests for part in parts)),
+        private=tuple(name for part in parts for name in part.private),
+        native=native,
+    )
+
+
+def _shortcut_analysis(text: str) -> Analysis | None:
+    """Analysis without parsing ``text`` itself, from pieces cached across runbooks.
+
+    ``lit {{ a }} lit {{ b | f }}`` is analysed one expression at a time;
+    a template with ``{% %}`` tags is parsed with its literal text replaced
+    by a placeholder, so templates that differ only in their wording share
+    one parse. Returns None to ask for a full parse.
+    """
+    pieces = _split_tags(text)
+    if pieces is None:
+        return None
+    if all(kind in ("data", "{{") for kind, _ in pieces):
+        parts: list[Analysis] = []
+        for kind, piece in pieces:
+            if kind == "data":
+                continue
+            inner = piece[2:-2]
+            if inner.startswith("-"):
+                inner = inner[1:]
+            if inner.endswith("-"):
+                inner = inner[:-1]
+            if inner.startswith("+") or not inner.strip():
+                return None
+            try:
+                parts.append(_expression_analysis(inner.strip()))
+            except TemplateError:
+                return None
+        native = len(pieces) == 1 and pieces[0][0] == "{{"
+        return _combine(parts, native=native)
+    skeleton = "".join("x" if kind == "data" else piece for kind, piece in pieces if kind != "{#")
+    try:
+        info = _parsed_analysis(skeleton)
+    except TemplateError:
+        return None
+    return Analysis(
+        refs=info.refs,
+        calls=info.calls,
+        filters=info.filters,
+        tests=info.tests,
+        private=info.private,
+        native=False,
+    )
 
 
 @functools.lru_cache(maxsize=65536)
@@ -227,29 +357,10 @@ def analyse_template(text: str) -> Analysis:
     """
     if not is_template(text):
         return Analysis(literal=True)
-    fast = _fast_analysis(text)
-    if fast is not None:
-        return fast
-    env = environment()
-    try:
-        tree = env.parse(text)
-    except TemplateSyntaxError as exc:
-        raise _syntax_error(exc) from exc
-    collector = _RefCollector()
-    collector.visit(tree)
-    native = (
-        len(tree.body) == 1
-        and isinstance(tree.body[0], nodes.Output)
-        and len(tree.body[0].nodes) == 1
-        and not isinstance(tree.body[0].nodes[0], nodes.TemplateData)
-        and _SINGLE.match(text) is not None
-    )
-    return Analysis(
-        refs=tuple(collector.refs),
-        calls=frozenset(collector.calls),
-        private=tuple(collector.private),
-        native=native,
-    )
+    shortcut = _shortcut_analysis(text)
+    if shortcut is not None:
+        return shortcut
+    return _parsed_analysis(text)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -266,26 +377,7 @@ def analyse_expression(text: str) -> Analysis:
         raise TemplateError(
             "expressions are bare: write 'inputs.dry' rather than '{{ inputs.dry }}'"
         )
-    fast = _fast_analysis("{{ " + stripped + " }}")
-    if fast is not None:
-        return Analysis(refs=fast.refs, private=fast.private, native=True)
-    env = environment()
-    try:
-        parser = Parser(env, stripped, state="variable")
-        expr = parser.parse_expression()
-        if not parser.stream.eos:
-            token = parser.stream.current
-            raise TemplateSyntaxError(f"unexpected {token.value!r}", token.lineno)
-    except TemplateSyntaxError as exc:
-        raise _syntax_error(exc) from exc
-    collector = _RefCollector()
-    collector.visit(expr)
-    return Analysis(
-        refs=tuple(collector.refs),
-        calls=frozenset(collector.calls),
-        private=tuple(collector.private),
-        native=True,
-    )
+    return _expression_analysis(stripped)
 
 
 # -- rendering -----------------------------------------------------------------
@@ -297,6 +389,8 @@ def _compiled_expression(text: str) -> Callable[..., Any]:
         return environment().compile_expression(text, undefined_to_none=False)
     except TemplateSyntaxError as exc:
         raise _syntax_error(exc) from exc
+    except RecursionError:
+        raise _too_deep() from None
 
 
 @functools.lru_cache(maxsize=8192)
@@ -305,6 +399,8 @@ def _compiled_template(text: str) -> Any:
         return environment().from_string(text)
     except TemplateSyntaxError as exc:
         raise _syntax_error(exc) from exc
+    except RecursionError:
+        raise _too_deep() from None
 
 
 def _check_defined(value: Any, text: str) -> Any:

@@ -1,0 +1,193 @@
+"""The Jinja2 sandbox that every runbook template runs in, with size limits.
+
+Jinja's ``ImmutableSandboxedEnvironment`` already refuses private
+attributes, unsafe callables and changes to data. On top of it this module
+refuses operations that would build huge values from a short template,
+before they are built: ``'x' * 10**9``, ``2 ** 10**9``, format widths
+(``'%999999999d'``, ``'{:>999999999}'``), padding methods and filters
+(``ljust``, ``center``, ``indent``), ``replace`` and ``join`` whose result
+would pass :data:`MAX_STRING` characters, and slicing a list into millions
+of parts. ``range`` is limited by Jinja to 100,000 items, and ``lipsum`` is
+not offered at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_STRING = 1_000_000
+MAX_WIDTH = 10_000
+MAX_POWER_BITS = 4096
+MAX_PARTS = 10_000
+JINJA_GLOBALS = frozenset({"range", "dict", "cycler", "joiner", "namespace"})
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
+_NESTED_SPEC = re.compile(r":[^{}]*\{")
+_PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+
+
+def _too_large(what: str) -> SecurityError:
+    return SecurityError(f"the result of {what} would be too large")
+
+
+def _ints(values: Any) -> list[int]:
+    if isinstance(values, Mapping):
+        values = list(values.values())
+    elif not isinstance(values, (list, tuple)):
+        values = [values]
+    return [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+
+
+def check_percent_format(fmt: str, args: Any) -> None:
+    """Refuse ``%``-formatting with a width or precision beyond :data:`MAX_WIDTH`."""
+    for match in _PERCENT_SPEC.finditer(fmt):
+        for group in match.groups():
+            if group == "*":
+                if any(abs(n) > MAX_WIDTH for n in _ints(args)):
+                    raise _too_large("% formatting")
+            elif group and int(group) > MAX_WIDTH:
+                raise _too_large("% formatting")
+
+
+def check_brace_format(fmt: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Refuse ``str.format`` with a field width or precision beyond :data:`MAX_WIDTH`."""
+    for match in _BRACE_SPEC.finditer(fmt):
+        if any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", match.group(1))):
+            raise _too_large("format()")
+    if _NESTED_SPEC.search(fmt) and any(
+        abs(n) > MAX_WIDTH for n in [*_ints(list(args)), *_ints(kwargs)]
+    ):
+        raise _too_large("format()")
+
+
+def _estimate_replace(text: str, old: str, new: str, count: int | None = None) -> int:
+    hits = text.count(old) if old else len(text) + 1
+    if count is not None and count >= 0:
+        hits = min(hits, count)
+    return len(text) + hits * (len(new) - len(old))
+
+
+def _checked_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a built-in filter with a check of its arguments."""
+
+    # A filter marked @pass_eval_context (etc.) gets that before the value.
+    skip = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0
+
+    @functools.wraps(func)  # keeps jinja_pass_arg
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _check_filter(name, list(args[skip:]), kwargs)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _check_filter(name: str, values: list[Any], kwargs: dict[str, Any]) -> None:
+    if name in ("center", "indent"):
+        width = kwargs.get("width", values[1] if len(values) > 1 else 0)
+        size = len(width) if isinstance(width, str) else width
+        if isinstance(size, int) and size > MAX_WIDTH:
+            raise _too_large(f"the {name} filter")
+        text = str(values[0]) if values else ""
+        if isinstance(size, int) and (text.count("\n") + 1) * size > MAX_STRING:
+            raise _too_large(f"the {name} filter")
+    elif name == "replace" and len(values) >= 3:
+        text, old, new = (str(v) for v in values[:3])
+        count = values[3] if len(values) > 3 else kwargs.get("count")
+        if _estimate_replace(text, old, new, count) > MAX_STRING:
+            raise _too_large("the replace filter")
+    elif name == "join" and values:
+        items = values[0]
+        glue = str(kwargs.get("d", values[1] if len(values) > 1 else ""))
+        length = len(items) if hasattr(items, "__len__") else 0
+        if length and (length - 1) * len(glue) > MAX_STRING:
+            raise _too_large("the join filter")
+    elif name == "format" and values:
+        check_percent_format(str(values[0]), values[1:] or kwargs)
+    elif name == "slice" and len(values) > 1:
+        if isinstance(values[1], int) and values[1] > MAX_PARTS:
+            raise _too_large("the slice filter")
+    elif name == "tojson":
+        indent = kwargs.get("indent", values[1] if len(values) > 1 else None)
+        if isinstance(indent, int) and indent > 100:
+            raise _too_large("the tojson filter")
+
+
+class RunbookSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox with limits on what can exhaust memory or CPU."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(left, int) and isinstance(right, int):
+                if right > 0 and abs(left) > 1 and right * abs(left).bit_length() > MAX_POWER_BITS:
+                    raise _too_large("**")
+            return operator.pow(left, right)
+        if operator_name == "*":
+            for seq, count in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, (str, list, tuple))
+                    and isinstance(count, int)
+                    and len(seq) * count > MAX_STRING
+                ):
+                    raise _too_large("*")
+            return operator.mul(left, right)
+        if operator_name == "%":
+            if isinstance(left, str):
+                check_percent_format(left, right)
+            return operator.mod(left, right)
+        result = operator.add(left, right)
+        if isinstance(result, (str, list, tuple)) and len(result) > MAX_STRING:
+            raise _too_large("+")
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = str(value.__self__)
+        is_map = value.__name__ == "format_map"
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            if is_map and args and isinstance(args[0], Mapping):
+                check_brace_format(fmt, (), args[0])
+            else:
+                check_brace_format(fmt, args, kwargs)
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            name = getattr(__obj, "__name__", "")
+            if name in _PADDING_METHODS and any(n > MAX_WIDTH for n in _ints(list(args))):
+                raise _too_large(f"str.{name}")
+            if name == "replace" and len(args) >= 2:
+                count = args[2] if len(args) > 2 and isinstance(args[2], int) else None
+                if _estimate_replace(owner, str(args[0]), str(args[1]), count) > MAX_STRING:
+                    raise _too_large("str.replace")
+            if name == "join" and args and hasattr(args[0], "__len__"):
+                if (len(args[0]) - 1) * len(owner) > MAX_STRING:
+                    raise _too_large("str.join")
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+@functools.cache
+def environment() -> RunbookSandbox:
+    """The one sandboxed environment; undefined names are errors."""
+    env = RunbookSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.globals = {k: v for k, v in env.globals.items() if k in JINJA_GLOBALS}
+    for name in ("center", "indent", "replace", "join", "format", "slice", "tojson"):
+        if name in env.filters:
+            env.filters[name] = _checked_filter(name, env.filters[name])
+    return env
