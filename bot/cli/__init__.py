@@ -80,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("connectors", "connectors and their actions")
 
-    from bot.cli import run_commands
+    from bot.cli.parsers import add_parsers
 
-    run_commands.add_parsers(add)
+    add_parsers(add)
     return parser
 
 

@@ -75,22 +75,30 @@ async def run_demo(ctx: CliContext) -> int:
     secret = secrets.token_urlsafe(24)
     env = {k: v for k, v in ctx.env.items() if not k.startswith("SLACK_")}
     env[alert_secret_name("crowdstrike")] = secret
-    settings = load_settings(env, runbooks_dir=str(ctx.settings.runbooks_dir),
-                             data_dir=str(workdir / "data"))
+    settings = load_settings(
+        env, runbooks_dir=str(ctx.settings.runbooks_dir), data_dir=str(workdir / "data")
+    )
     leads = {"soc-leads": [user], "soc-managers": [user], "soc": [user]}
     settings = settings.model_copy(update={"groups": {**settings.groups, **leads}})
     setup_logging("text", "error")
 
     out.say("Runbook Bot demo", "bold")
-    out.say("  SANDBOX: every vendor below is a fake API on 127.0.0.1; nothing real is touched.",
-            "warn")
+    out.say(
+        "  SANDBOX: every vendor below is a fake API on 127.0.0.1; nothing real is touched.", "warn"
+    )
     out.say(f"  You ({user}) are a SOC lead for this demo; the alert is the requester.", "dim")
     service = Service(settings, env, sandbox=True, extensions=intake_extensions(settings))
     service.open()
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(service), host="127.0.0.1", port=0, lifespan="on", log_config=None,
-        access_log=False,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service),
+            host="127.0.0.1",
+            port=0,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+        )
+    )
     serving = asyncio.create_task(server.serve(), name="demo-server")
     try:
         await _wait_ready(service, serving)
@@ -109,8 +117,7 @@ async def run_demo(ctx: CliContext) -> int:
 
 async def _wait_ready(service: Any, serving: asyncio.Task[None]) -> None:
     ready = asyncio.ensure_future(service.ready_event.wait())
-    done, _ = await asyncio.wait({ready, serving}, timeout=60,
-                                 return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait({ready, serving}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     if ready not in done:
         ready.cancel()
         raise RuntimeError("the demo service did not start")
@@ -125,22 +132,30 @@ async def _story(out: _Out, service: Any, url: str, secret: str, user: str) -> i
     body = json.dumps(SAMPLE_ALERT).encode()
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     out.say()
-    out.say("1. Falcon raises a critical alert; it is posted, signed, to /alerts/crowdstrike:",
-            "bold")
-    out.say(f"   {SAMPLE_ALERT['display_name']} on {SAMPLE_ALERT['device']['hostname']} "
-            f"(severity {SAMPLE_ALERT['severity']})", "dim")
+    out.say(
+        "1. Falcon raises a critical alert; it is posted, signed, to /alerts/crowdstrike:", "bold"
+    )
+    out.say(
+        f"   {SAMPLE_ALERT['display_name']} on {SAMPLE_ALERT['device']['hostname']} "
+        f"(severity {SAMPLE_ALERT['severity']})",
+        "dim",
+    )
     async with httpx.AsyncClient(timeout=30) as client:
         answer = await client.post(
-            f"{url}/alerts/crowdstrike", content=body,
-            headers={"Content-Type": "application/json",
-                     "X-Runbook-Signature": f"sha256={signature}"},
+            f"{url}/alerts/crowdstrike",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Runbook-Signature": f"sha256={signature}",
+            },
         )
     if answer.status_code != 202:
         out.say(f"   the intake answered {answer.status_code}: {answer.text}", "bad")
         return EXIT_FAILED
     started = answer.json().get("runs", [])
-    out.say(f"   202 accepted: {', '.join(r['runbook'] for r in started) or 'no runbook matched'}",
-            "ok")
+    out.say(
+        f"   202 accepted: {', '.join(r['runbook'] for r in started) or 'no runbook matched'}", "ok"
+    )
     runs = [r["id"] for r in started]
     mine = next((r["id"] for r in started if r["runbook"] == DEMO_RUNBOOK), None)
     if mine is None:
@@ -165,8 +180,9 @@ async def _story(out: _Out, service: Any, url: str, secret: str, user: str) -> i
                 out.say("   no answer on standard input: rejecting", "warn")
             approve = line.strip().lower() in ("y", "yes")
             decision = "approve" if approve else "reject"
-            result = await engine.decide(mine, sid, f"cli:{user}", decision,
-                                         comment="decided in runbook demo")
+            result = await engine.decide(
+                mine, sid, f"cli:{user}", decision, comment="decided in runbook demo"
+            )
             if result.reason:
                 out.say(f"   {result.reason}", "warn")
     for other in runs:
@@ -177,8 +193,10 @@ async def _story(out: _Out, service: Any, url: str, secret: str, user: str) -> i
     for sid in run.step_ids:
         step = run.steps[sid]
         outcome = str(step.outcome) if step.outcome else "not run"
-        out.say(f"   {sid:<14} {outcome:<10} {step.error or ''}",
-                "ok" if outcome in ("succeeded", "approved") else "dim")
+        out.say(
+            f"   {sid:<14} {outcome:<10} {step.error or ''}",
+            "ok" if outcome in ("succeeded", "approved") else "dim",
+        )
     colour = "ok" if str(run.status) == "succeeded" else "bad"
     out.say(f"   run {run.id}: {run.status}", colour)
     others = [engine.store.get_run(rid) for rid in runs if rid != mine]
@@ -195,8 +213,11 @@ async def _story(out: _Out, service: Any, url: str, secret: str, user: str) -> i
     else:
         out.say(f"   BROKEN: {result.problem}", "bad")
     out.say()
-    out.say("Next: `make run` serves this with the sandbox on http://127.0.0.1:3000; "
-            "docs/quickstart.md connects your own Slack and EDR.", "dim")
+    out.say(
+        "Next: `make run` serves this with the sandbox on http://127.0.0.1:3000; "
+        "docs/quickstart.md connects your own Slack and EDR.",
+        "dim",
+    )
     return EXIT_OK if str(run.status) == "succeeded" and result.ok else EXIT_FAILED
 
 

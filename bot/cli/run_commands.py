@@ -7,7 +7,6 @@ import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from bot.chat.console import Timeline
@@ -36,61 +35,6 @@ STATUS_EXIT = {
     RunStatus.REJECTED: EXIT_REJECTED,
     RunStatus.CANCELLED: EXIT_CANCELLED,
 }
-
-
-def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    """Register run-related subcommands."""
-    p = add("run", "start a run in the foreground, with a live step timeline")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--as", dest="as_user", metavar="USER", help="requester (cli:USER)")
-    p.add_argument("--dry-run", action="store_true", help="call nothing that changes anything")
-
-    p = add("approve", "decide an approval gate, then carry the run on")
-    p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("step", metavar="STEP")
-    p.add_argument("--as", dest="as_user", metavar="USER", required=True)
-    choice = p.add_mutually_exclusive_group()
-    choice.add_argument("--reject", action="store_true")
-    choice.add_argument("--skip", action="store_true", help="only at a recovery gate")
-    p.add_argument("--comment", metavar="TEXT")
-    p.add_argument("--field", action="append", default=[], metavar="KEY=VALUE")
-
-    p = add("resume", "carry on unfinished runs after a crash (all, or one)")
-    p.add_argument("run_id", nargs="?", metavar="RUN_ID")
-
-    p = add("runs", "recent runs")
-    p.add_argument("--status", choices=[s.value for s in RunStatus])
-    p.add_argument("--limit", type=int, default=50)
-
-    p = add("status", "one run with its steps")
-    p.add_argument("run_id", metavar="RUN_ID")
-
-    p = add("cancel", "cancel a run")
-    p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("--as", dest="as_user", metavar="USER")
-
-    p = add("report", "the run as a Markdown incident timeline, from the audit log")
-    p.add_argument("run_id", metavar="RUN_ID")
-
-    p = add("audit", "verify or export the audit log")
-    sub = p.add_subparsers(dest="audit_command", metavar="ACTION")
-    sub.required = True
-    sub.add_parser("verify", help="check the hash chain end to end")
-    e = sub.add_parser("export", help="records as JSON Lines")
-    e.add_argument("--run", metavar="RUN_ID")
-    e.add_argument("--since", metavar="TIME", help="ISO time, or a duration ago (24h)")
-
-    p = add("serve", "the bot service: Slack, alerts, API, schedules")
-    p.add_argument("--host", metavar="H")
-    p.add_argument("--port", metavar="P", type=int)
-    p.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="serve fake vendor APIs on loopback to connectors without credentials",
-    )
-
-    add("demo", "a guided end-to-end run in the sandbox")
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -85,3 +85,10 @@ steps:
     assert run.steps["a"].error == "broken.throttled: 429 Too Many Requests (after 3 attempts)"
     assert run.steps["a"].attempts == 3
     await h.close()
+
+
+def test_cli_status_choices_are_the_engine_statuses() -> None:
+    from bot.cli.parsers import RUN_STATUSES
+    from bot.engine.state import RunStatus
+
+    assert tuple(status.value for status in RunStatus) == RUN_STATUSES
