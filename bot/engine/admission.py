@@ -41,7 +41,13 @@ def admit(
             executing += 1
             by_runbook[run.runbook] = by_runbook.get(run.runbook, 0) + 1
     remaining: list[str] = []
-    for rid in engine.queue:
+    queue = engine.queue
+    for position, rid in enumerate(queue):
+        if executing >= engine.max_concurrent_runs:
+            # Nothing more can start now: the rest keep their places, unscanned, so a
+            # storm of queued runs costs O(admitted) per admission, not O(queue).
+            remaining.extend(queue[position:])
+            break
         run = world.runs.get(rid)
         if run is None or run.ended:
             continue

@@ -56,6 +56,7 @@ from bot.errors import (
     RunbookBotError,
     StoreError,
 )
+from bot.logs import run_id_var
 from bot.redact import REDACTOR
 from bot.runbook.inputs import coerce_inputs
 from bot.runbook.model import ApprovalStep, CallStep, Runbook, Who
@@ -480,7 +481,13 @@ class Engine:
             live.recheck = False
             candidates = [sid for sid in plan.order if self.undecided(run, live, sid)]
         else:
-            candidates = _dependents(plan, run, live, changed, self)
+            changed = list(changed)
+            # a step handed back by a recovery gate is itself to be decided again
+            again = [sid for sid in changed if self.undecided(run, live, sid)]
+            candidates = sorted(
+                {*_dependents(plan, run, live, changed, self), *again},
+                key=lambda sid: plan.steps[sid].index,
+            )
         while candidates:
             newly: list[str] = []
             for sid in candidates:
@@ -592,6 +599,7 @@ class Engine:
 
     async def kick(self, run: RunState, *, recover: bool) -> None:
         """First advance after admission or a restart."""
+        run_id_var.set(run.id)  # this task's log lines (and its steps') carry the run id
         live = self.live_of(run.id)
         live.admitted = True
         live.busy += 1

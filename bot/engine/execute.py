@@ -18,6 +18,7 @@ from bot.engine.plan import RunbookPlan
 from bot.engine.state import RunState
 from bot.engine.steps import MAX_OUTPUT_BYTES, CallPlan, StepFailure, for_each_items, render_args
 from bot.errors import AuditError, ChatError, RunbookBotError, StoreError
+from bot.logs import run_id_var, step_id_var
 from bot.redact import REDACTOR
 from bot.runbook.model import CallStep, NotifyStep, RetryPolicy
 from bot.runbook.templates import TemplateError, render_string
@@ -36,6 +37,8 @@ MAX_RECORD_BYTES = MAX_OUTPUT_BYTES + 4096  # an output plus its record's envelo
 
 
 async def run_step(engine: Engine, run: RunState, sid: str, *, recorded: bool) -> None:
+    run_id_var.set(run.id)  # this task's log lines carry the run and step ids
+    step_id_var.set(sid)
     live = engine.live_of(run.id)
     plan = engine.plan_of(run)
     step = plan.steps[sid].step
@@ -71,6 +74,7 @@ async def run_step(engine: Engine, run: RunState, sid: str, *, recorded: bool) -
     finally:
         if live.tasks.get(sid) is asyncio.current_task():
             del live.tasks[sid]
+    step_id_var.set(None)  # what follows concerns the run, not this step
     if follow is not None:
         await engine.follow(run, follow)
     else:

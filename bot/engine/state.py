@@ -390,9 +390,9 @@ def _apply_step(run: RunState, step: StepState, event: str, data: dict[str, Any]
         step.items[int(data["index"])] = data.get("output")
         return
     if event == "step.resumed":
-        # a recovery gate said: run it again
+        # a recovery gate said: run it again. The closed gate stays, so its
+        # message can still be updated and late clicks are told it ended.
         _close_gate(run, step)
-        step.gate = None
         _set_running(run, step, False)
         step.outcome = None
         return
