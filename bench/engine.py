@@ -59,11 +59,16 @@ async def baseline(path: Path, steps: int) -> float:
     return time.perf_counter() - started
 
 
-async def engine_chain(data_dir: Path, steps: int) -> float:
+OPEN_CLOSE: list[tuple[str, float, float]] = []
+
+
+async def engine_chain(data_dir: Path, steps: int, label: str = "") -> float:
     loaded = load_text(chain_source("chain", steps), "chain.yaml", REGISTRY).loaded
     assert loaded is not None
     store = DataStore(data_dir)
+    opened = time.perf_counter()
     store.open({"command": "bench"})
+    open_seconds = time.perf_counter() - opened
     catalog = RunbookCatalog({"chain": loaded}, REGISTRY, store.load_definition)
     engine = Engine(store, catalog, ConnectorPool(REGISTRY, {}, register_secret=lambda _s: None))
     await engine.start(resume=False)
@@ -73,7 +78,9 @@ async def engine_chain(data_dir: Path, steps: int) -> float:
     elapsed = time.perf_counter() - started
     assert str(run.status) == "succeeded", run.status
     await engine.close()
-    await store.close()
+    closing = time.perf_counter()
+    await store.close()  # the checkpoint: archive the run, rewrite the snapshot
+    OPEN_CLOSE.append((label, open_seconds, time.perf_counter() - closing))
     return elapsed
 
 
@@ -169,10 +176,10 @@ def main() -> int:
         print(f"   (history written in {time.perf_counter() - t0:.1f}s: {records:,} audit records)")
         flat_ratios, empty_times, full_times = [], [], []
         for pair in range(args.pairs + 1):
-            empty = asyncio.run(engine_chain(root / f"flat-empty-{pair}", args.steps))
+            empty = asyncio.run(engine_chain(root / f"flat-empty-{pair}", args.steps, "empty"))
             copy = root / f"flat-full-{pair}"
             shutil.copytree(full, copy)
-            with_history = asyncio.run(engine_chain(copy, args.steps))
+            with_history = asyncio.run(engine_chain(copy, args.steps, "history"))
             shutil.rmtree(copy)
             if pair:
                 empty_times.append(empty)
@@ -186,6 +193,14 @@ def main() -> int:
             f"   ratio with-history/empty: median {statistics.median(flat_ratios):.2f} "
             f"(min {min(flat_ratios):.2f}, max {max(flat_ratios):.2f}); target <= 1.2"
         )
+        for label in ("empty", "history"):
+            opens = [o for lab, o, _ in OPEN_CLOSE if lab == label]
+            closes = [c for lab, _, c in OPEN_CLOSE if lab == label]
+            print(
+                f"   once per process, {label}: open (snapshot + journal tail) "
+                f"{statistics.median(opens) * 1000:.0f} ms, close (checkpoint) "
+                f"{statistics.median(closes) * 1000:.0f} ms"
+            )
 
         print(f"3. concurrency: {args.runs} runs of 10 steps started together")
         elapsed, steps = asyncio.run(concurrency(root / "concurrent", args.runs, 10))

@@ -33,7 +33,7 @@ def _run_or_exit(ctx: CliContext, run_id: str) -> RunState:
 
 def cmd_runs(ctx: CliContext) -> int:
     store = open_readonly(ctx)
-    rows = store.world.summary_rows()
+    rows = store.summaries()
     if ctx.args.status:
         rows = [row for row in rows if row["status"] == ctx.args.status]
     rows = rows[: max(ctx.args.limit, 0)]

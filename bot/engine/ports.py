@@ -77,6 +77,10 @@ class Store(Protocol):
 
     def get_run(self, run_id: str) -> RunState | None: ...
 
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every run's summary, newest first (for listings)."""
+        ...
+
 
 class MessageRef(Protocol):
     channel: str

@@ -82,5 +82,8 @@ class MemoryStore:
     async def checkpoint(self) -> None:
         return None
 
+    def summaries(self) -> list[dict[str, Any]]:
+        return self.world.summary_rows()
+
     def get_run(self, run_id: str) -> RunState | None:
         return self.world.runs.get(run_id)

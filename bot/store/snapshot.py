@@ -19,7 +19,7 @@ from tinydb.storages import Storage
 from bot.errors import CorruptStateError
 from bot.store.fileops import FileOps
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: archived run summaries moved to runs/index.jsonl
 
 
 class DeferredAtomicStorage(Storage):
@@ -65,8 +65,9 @@ class DeferredAtomicStorage(Storage):
 
 
 class Snapshot:
-    """Tables: ``meta`` (journal watermark), ``runs`` (archived run summaries),
-    ``active`` (state of runs still in memory), ``dedup``, ``schedules``, ``idempotency``.
+    """Tables: ``meta`` (journal watermark), ``active`` (state of runs still in memory),
+    ``dedup``, ``schedules``, ``idempotency``. Summaries of archived runs live in the
+    append-only ``runs/index.jsonl``, so this file stays as small as the active state.
     """
 
     def __init__(self, path: Path, fileops: FileOps | None = None, readonly: bool = False) -> None:
@@ -88,7 +89,6 @@ class Snapshot:
             )
         return {
             "meta": info,
-            "runs": [dict(doc) for doc in self.db.table("runs").all()],
             "active": [dict(doc) for doc in self.db.table("active").all()],
             "dedup": [dict(doc) for doc in self.db.table("dedup").all()],
             "schedules": [dict(doc) for doc in self.db.table("schedules").all()],
@@ -97,7 +97,7 @@ class Snapshot:
 
     def save(self, tables: dict[str, Any]) -> None:
         """Replace every table and write the file once, atomically."""
-        for name in ("runs", "active", "dedup", "schedules", "idempotency"):
+        for name in ("active", "dedup", "schedules", "idempotency"):
             table = self.db.table(name)
             table.truncate()
             rows = tables.get(name, [])

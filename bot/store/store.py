@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -159,8 +160,6 @@ class DataStore:
             self.world.seq = int(meta.get("seq", 0))
             self.world.last_hash = str(meta.get("hash", GENESIS))
             start = int(meta.get("offset", 0))
-            for row in tables["runs"]:
-                self.world.summaries[row["id"]] = row
             for row in tables["active"]:
                 run = run_from_dict(row)
                 self.world.runs[run.id] = run
@@ -237,14 +236,19 @@ class DataStore:
         if self.readonly:
             return
         world = self.world
+        index_lines: list[bytes] = []
         for run_id in list(world.finished):
             run = world.runs.get(run_id)
             if run is None or not run.ended:
                 continue
             self._write_json(self.data_dir / "runs" / f"{run_id}.json", run_to_dict(run))
-            world.summaries[run_id] = run.summary()
+            summary = run.summary()
+            world.summaries[run_id] = summary
+            index_lines.append(json.dumps(summary, ensure_ascii=False).encode() + b"\n")
             del world.runs[run_id]
         world.finished.clear()
+        if index_lines:
+            self._append_index(index_lines)
         if now is not None:
             for slot in [s for s, e in world.dedup.items() if e.until <= now]:
                 del world.dedup[slot]
@@ -257,7 +261,6 @@ class DataStore:
                 "hash": world.last_hash,
                 "offset": self.applied_offset,
             },
-            "runs": list(world.summaries.values()),
             "active": [run_to_dict(run) for run in world.runs.values()],
             "dedup": [
                 {"slot": slot, "run_id": e.run_id, "until": e.until}
@@ -276,12 +279,47 @@ class DataStore:
     def broken(self) -> str | None:
         return self.audit.broken
 
+    def _append_index(self, lines: list[bytes]) -> None:
+        """Add summaries of newly archived runs to ``runs/index.jsonl`` (durably, before the
+        snapshot that no longer carries them). A repeat after a crash is harmless."""
+        path = self.data_dir / "runs" / "index.jsonl"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                data = b"".join(lines)
+                while data:
+                    data = data[self.fileops.write(fd, data) :]
+                self.fileops.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every run, newest first: archived ones from the index, the rest from memory.
+
+        Reads the index (O(runs)); only listings need it, never the engine.
+        """
+        rows: dict[str, dict[str, Any]] = {}
+        path = self.data_dir / "runs" / "index.jsonl"
+        with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break
+                with contextlib.suppress(ValueError):
+                    row = json.loads(raw)
+                    rows[row["id"]] = row
+        rows.update(self.world.summaries)
+        for run in self.world.runs.values():
+            rows[run.id] = run.summary()
+        return sorted(rows.values(), key=lambda r: (r["started_at"], r["id"]), reverse=True)
+
     def get_run(self, run_id: str) -> RunState | None:
         run = self.world.runs.get(run_id)
         if run is not None:
             return run
         path = self.data_dir / "runs" / f"{run_id}.json"
-        if run_id in self.world.summaries or path.exists():
+        if path.exists():
             try:
                 return run_from_dict(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError, KeyError) as exc:

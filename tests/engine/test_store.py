@@ -69,7 +69,7 @@ async def test_snapshot_plus_tail_replay(tmp_path: Path) -> None:
     reader = reload(tmp_path)
     assert reader.world.runs[first.id].status == "waiting"
     assert reader.world.runs[second.id].inputs == {"host": "db-1"}
-    assert [row["id"] for row in reader.world.summary_rows()] == [second.id, first.id]
+    assert [row["id"] for row in reader.summaries()] == [second.id, first.id]
     await h.close()
 
 
@@ -193,3 +193,18 @@ steps:
         assert any("***" in line for line in lines)
     finally:
         REDACTOR.clear()
+
+
+async def test_archived_runs_are_listed_from_the_index_and_the_snapshot_stays_small(
+    tmp_path: Path,
+) -> None:
+    h = make_engine("name: quick\nsteps:\n  - id: a\n    uses: core.noop\n", data_dir=tmp_path)
+    ids = [(await h.start("quick")).id for _ in range(3)]
+    await h.close()
+    snapshot = (tmp_path / "state.json").read_text()
+    assert all(run_id not in snapshot for run_id in ids)  # nothing of finished runs in it
+    index = (tmp_path / "runs" / "index.jsonl").read_text().splitlines()
+    assert len(index) == 3
+    reader = reload(tmp_path)
+    assert [row["id"] for row in reader.summaries()] == list(reversed(ids))
+    assert reader.get_run(ids[0]) is not None and reader.get_run(ids[0]).status == "succeeded"
