@@ -116,7 +116,8 @@ class Timeline:
         if event == "approval.requested":
             if data.get("dry_run"):
                 prompt = data.get("prompt")
-                return f"  {paint('warn', '~')} {sid} approval counts as approved (dry run): {prompt}"
+                mark = paint("warn", "~")
+                return f"  {mark} {sid} approval counts as approved (dry run): {prompt}"
             who = ", ".join([*data.get("users", []), *[f"@{g}" for g in data.get("groups", [])]])
             who = who or "anyone"
             need = data.get("min_approvals", 1)

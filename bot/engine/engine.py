@@ -598,8 +598,14 @@ class Engine:
             self.update_settled(run)
 
     async def kick(self, run: RunState, *, recover: bool) -> None:
-        """First advance after admission or a restart."""
-        run_id_var.set(run.id)  # this task's log lines (and its steps') carry the run id
+        """First advance after admission or a restart (its log lines carry the run id)."""
+        token = run_id_var.set(run.id)
+        try:
+            await self._kick(run, recover=recover)
+        finally:
+            run_id_var.reset(token)
+
+    async def _kick(self, run: RunState, *, recover: bool) -> None:
         live = self.live_of(run.id)
         live.admitted = True
         live.busy += 1
@@ -610,17 +616,19 @@ class Engine:
                 txn = self.begin()
                 self._finish_in(run, txn, error=f"cannot load this run's runbook: {exc}")
                 self.commit(txn)
-                return
-            if run.thread is None and not run.started_any:
-                await self._chat_started(run)
-            if run.cancelled_by is not None:
-                await recovery.wind_down(self, run)
-                return
-            if recover:
-                await recovery.recover_interrupted(self, run, plan, live)
-            txn = self.begin()
-            follow = self.advance(run, txn)
-            self.commit(txn)
+                log.error("run %s failed: cannot load its runbook: %s", run.id, exc)
+                follow = FollowUp(finished=True)  # its slot is handed on like any other end
+            else:
+                if run.thread is None and not run.started_any:
+                    await self._chat_started(run)
+                if run.cancelled_by is not None:
+                    await recovery.wind_down(self, run)
+                    return
+                if recover:
+                    await recovery.recover_interrupted(self, run, plan, live)
+                txn = self.begin()
+                follow = self.advance(run, txn)
+                self.commit(txn)
         except StoreError as exc:
             log.error("run %s stopped: %s", run.id, exc)
             return

@@ -11,4 +11,9 @@ if TYPE_CHECKING:
 
 def extensions(settings: Settings) -> list[Extension]:
     """Extensions for alerts (``/alerts/{source}``), the API (``/api``) and schedules."""
-    return []
+    from bot.triggers.schedules import Schedules
+    from bot.web.alerts import AlertIntake
+    from bot.web.api import Api
+    from bot.web.health import DataDirHealth
+
+    return [AlertIntake(settings), Api(settings), Schedules(), DataDirHealth(settings)]
