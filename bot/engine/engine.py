@@ -126,6 +126,7 @@ class Engine:
         self.dedup_inflight: dict[str, asyncio.Future[RunState]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._views: dict[str, RunbookView] = {}
+        store.on_durable.append(self._announce)
         self.fatal: StoreError | None = None
 
     # -- life cycle -----------------------------------------------------------------------
@@ -303,6 +304,7 @@ class Engine:
     async def wait_settled(self, run_id: str) -> RunState:
         """Wait until the run has ended or waits for people with nothing else to do."""
         while True:
+            await self.sync()
             run = self.store.get_run(run_id)
             if run is None:
                 raise NotFoundError(f"unknown run {run_id}", kind="run", key=run_id)
@@ -349,7 +351,7 @@ class Engine:
                 "run_by and its approvers may)"
             )
         if run.cancelled_by is None:
-            self.record_now(run, "run.cancelled", actor=identity, data={"reason": "cancelled"})
+            await self.record(run, "run.cancelled", actor=identity, data={"reason": "cancelled"})
         if run_id in self.queue:
             self.queue.remove(run_id)
         live = self.live_of(run_id)
@@ -420,13 +422,46 @@ class Engine:
             "ts": iso(self.clock.now()),
         }
 
-    def commit(self, txn: Transaction) -> list[dict[str, Any]]:
-        """Make a transaction durable, then tell listeners."""
+    async def commit(self, txn: Transaction) -> list[dict[str, Any]]:
+        """Queue a transaction and return once it is durable (shared fsync)."""
+        records = txn.commit()
+        await self.sync()
+        return records
+
+    async def sync(self) -> None:
+        """Barrier: everything applied so far is durable (call before answering anyone)."""
         try:
-            records = txn.commit()
+            await self.store.sync()
         except StoreError as exc:
             self.fatal = exc
             raise
+
+    def commit_now(self, txn: Transaction) -> list[dict[str, Any]]:
+        """Make a transaction durable now, without yielding (for synchronous callers)."""
+        records = txn.commit()
+        try:
+            self.store.flush_now()
+        except StoreError as exc:
+            self.fatal = exc
+            raise
+        return records
+
+    def record_now(self, run: RunState | None, event: str, **kwargs: Any) -> dict[str, Any]:
+        """Durably append one record, now (a transaction of its own)."""
+        txn = self.begin()
+        record = txn.add(self.event(run, event, **kwargs))
+        self.commit_now(txn)
+        return record
+
+    async def record(self, run: RunState | None, event: str, **kwargs: Any) -> dict[str, Any]:
+        """Durably append one record (a transaction of its own, sharing an fsync)."""
+        txn = self.begin()
+        record = txn.add(self.event(run, event, **kwargs))
+        await self.commit(txn)
+        return record
+
+    def _announce(self, records: list[dict[str, Any]]) -> None:
+        """Tell listeners about records once they are durable, in log order."""
         for record in records:
             run = self.store.world.runs.get(record["run_id"] or "")
             if run is None:
@@ -436,17 +471,6 @@ class Engine:
                     listener(run, record)
                 except Exception:
                     log.exception("listener failed")
-        return records
-
-    def record_now(self, run: RunState | None, event: str, **kwargs: Any) -> dict[str, Any]:
-        """Durably append one record (a transaction of its own)."""
-        txn = self.begin()
-        record = txn.add(self.event(run, event, **kwargs))
-        self.commit(txn)
-        return record
-
-    async def record(self, run: RunState, event: str, **kwargs: Any) -> dict[str, Any]:
-        return self.record_now(run, event, **kwargs)
 
     # -- advancing a run ------------------------------------------------------------------
 
@@ -583,7 +607,7 @@ class Engine:
                 await recovery.compensate(self, run)
                 txn = self.begin()
                 self._finish_in(run, txn)
-                self.commit(txn)
+                await self.commit(txn)
                 follow.finished = True
             if follow.finished:
                 for sid in run.step_ids:
@@ -615,7 +639,7 @@ class Engine:
             except RunbookBotError as exc:
                 txn = self.begin()
                 self._finish_in(run, txn, error=f"cannot load this run's runbook: {exc}")
-                self.commit(txn)
+                await self.commit(txn)
                 log.error("run %s failed: cannot load its runbook: %s", run.id, exc)
                 follow = FollowUp(finished=True)  # its slot is handed on like any other end
             else:
@@ -628,7 +652,7 @@ class Engine:
                     await recovery.recover_interrupted(self, run, plan, live)
                 txn = self.begin()
                 follow = self.advance(run, txn)
-                self.commit(txn)
+                await self.commit(txn)
         except StoreError as exc:
             log.error("run %s stopped: %s", run.id, exc)
             return
@@ -643,7 +667,7 @@ class Engine:
         )
         live.tasks[sid] = task
 
-    def step_ended(self, run: RunState, sid: str, event: dict[str, Any]) -> FollowUp:
+    async def step_ended(self, run: RunState, sid: str, event: dict[str, Any]) -> FollowUp:
         """Record a step's end and advance the run, in one transaction.
 
         An output that cannot be stored (not JSON, or over 256 KiB) fails the step.
@@ -663,7 +687,7 @@ class Engine:
                 )
             )
         follow = self.advance(run, txn, changed=[sid])
-        self.commit(txn)
+        await self.commit(txn)
         return follow
 
     def failed_event(
@@ -693,7 +717,7 @@ class Engine:
             log.warning("run %s: could not post the run's thread: %s", run.id, exc)
             return
         if ref:
-            self.record_now(run, "chat.posted", data={"purpose": "thread", **ref})
+            await self.record(run, "chat.posted", data={"purpose": "thread", **ref})
 
     async def _chat_progress(self, run: RunState) -> None:
         try:
@@ -702,7 +726,7 @@ class Engine:
             log.warning("run %s: could not update its status message: %s", run.id, exc)
             return
         if ref and run.status_message is None:
-            self.record_now(run, "chat.posted", data={"purpose": "status", **ref})
+            await self.record(run, "chat.posted", data={"purpose": "status", **ref})
 
 
 def _dependents(

@@ -52,11 +52,11 @@ async def run_step(engine: Engine, run: RunState, sid: str, *, recorded: bool) -
             return
         if live.tasks.get(sid) is asyncio.current_task():
             del live.tasks[sid]
-        follow = engine.step_ended(run, sid, event)
+        follow = await engine.step_ended(run, sid, event)
     except asyncio.CancelledError:
         if not engine.closing and run.cancelled_by is not None and not run.steps[sid].ended:
             with contextlib.suppress(StoreError):
-                engine.record_now(
+                await engine.record(
                     run,
                     "step.cancelled",
                     step=sid,
@@ -68,7 +68,7 @@ async def run_step(engine: Engine, run: RunState, sid: str, *, recorded: bool) -
     except Exception:
         log.exception("run %s step %s: internal error", run.id, sid)
         with contextlib.suppress(StoreError):
-            follow = engine.step_ended(
+            follow = await engine.step_ended(
                 run, sid, engine.failed_event(run, plan, sid, "internal error (see logs)", 0)
             )
     finally:
@@ -95,7 +95,7 @@ async def run_call(
     policy = step.retry or NO_RETRY
 
     async def on_retry(attempt: int, error: str, delay: float) -> None:
-        engine.record_now(
+        await engine.record(
             run,
             "step.retrying",
             step=sid,
@@ -105,7 +105,7 @@ async def run_call(
     async def on_attempt(attempt: int) -> None:
         if recorded and attempt == first:
             return
-        engine.record_now(
+        await engine.record(
             run,
             "step.started",
             step=sid,
@@ -190,7 +190,7 @@ async def run_items(
                 )
 
                 async def retry(attempt: int, error: str, delay: float) -> None:
-                    engine.record_now(
+                    await engine.record(
                         run,
                         "step.retrying",
                         step=sid,
@@ -219,7 +219,7 @@ async def run_items(
                 )
             except AuditError as exc:
                 raise StepFailure(f"its output cannot be recorded: {exc}", attempts) from None
-            engine.commit(txn)
+            await engine.commit(txn)
 
     tasks = [asyncio.create_task(one(i, item)) for i, item in enumerate(items)]
     try:
@@ -236,7 +236,7 @@ async def dry_call(engine: Engine, run: RunState, sid: str, spec: Any, args: dic
         description = engine.actions.describe(spec, args)
     except RunbookBotError as exc:
         raise StepFailure(str(exc)) from None
-    engine.record_now(
+    await engine.record(
         run,
         "step.dry_run",
         step=sid,
@@ -261,7 +261,7 @@ async def run_notify(
                 raise StepFailure(f"text: {exc.message}") from None
             text = REDACTOR.text(text)
             if engine.dry_run:
-                engine.record_now(
+                await engine.record(
                     run,
                     "step.dry_run",
                     step=sid,

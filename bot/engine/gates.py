@@ -134,7 +134,7 @@ async def post(engine: Engine, run: RunState, sid: str) -> None:
         ref = await engine.chat.gate_opened(run, sid, engine.view(run))
     except ChatError as exc:
         if run.steps[sid].waiting:
-            follow = close_and_advance(
+            follow = await close_and_advance(
                 engine,
                 run,
                 sid,
@@ -147,7 +147,7 @@ async def post(engine: Engine, run: RunState, sid: str) -> None:
             await engine.follow(run, follow)
         return
     if ref and run.steps[sid].waiting:
-        engine.record_now(run, "chat.posted", step=sid, data={"purpose": "gate", **ref})
+        await engine.record(run, "chat.posted", step=sid, data={"purpose": "gate", **ref})
 
 
 def arm_timers(engine: Engine, run: RunState, sid: str) -> None:
@@ -177,7 +177,7 @@ async def fire_due(engine: Engine, run: RunState) -> None:
         gate = run.steps[sid].gate
         assert gate is not None
         if gate.escalate_at and not gate.escalated and gate.escalate_at <= now:
-            engine.record_now(
+            await engine.record(
                 run,
                 "approval.escalated",
                 step=sid,
@@ -204,7 +204,7 @@ async def fire_due(engine: Engine, run: RunState) -> None:
                 close_in(engine, run, sid, txn, "step.expired", {"output": output})
             follow = engine.advance(run, txn, changed=[sid])
             follow.changed_gates.append(sid)
-            engine.commit(txn)
+            await engine.commit(txn)
             await engine.follow(run, follow)
 
 
@@ -215,7 +215,7 @@ def close_in(
     txn.add(engine.event(run, event, step=sid, data=data))
 
 
-def close_and_advance(
+async def close_and_advance(
     engine: Engine,
     run: RunState,
     sid: str,
@@ -228,7 +228,7 @@ def close_and_advance(
     close_in(engine, run, sid, txn, event, data)
     follow = engine.advance(run, txn, changed=[sid])
     follow.changed_gates.append(sid)
-    engine.commit(txn)
+    await engine.commit(txn)
     return follow
 
 
@@ -293,7 +293,7 @@ async def decide(
     if check.verdict is Verdict.NOT_WAITING:
         reason = f"step {sid!r} is no longer waiting (it ended {state.outcome})"
         if not run.ended:
-            engine.record_now(
+            await engine.record(
                 run,
                 "approval.refused",
                 step=sid,
@@ -310,7 +310,7 @@ async def decide(
             run,
         )
     if check.verdict is Verdict.REFUSED:
-        engine.record_now(
+        await engine.record(
             run,
             "approval.refused",
             step=sid,
@@ -340,7 +340,7 @@ async def decide(
         )
     )
     if not check.ends_gate:
-        engine.commit(txn)
+        await engine.commit(txn)
         with contextlib.suppress(ChatError):
             await engine.chat.gate_changed(run, sid, engine.view(run))
         return DecisionResult(
@@ -366,7 +366,7 @@ async def decide(
     else:
         rejecting = [d for d in gate.decisions if d.by == identity]
         event, data = "step.rejected", {"output": gate_output(rejecting, "reject", now)}
-    follow = close_and_advance(engine, run, sid, event, data, txn)
+    follow = await close_and_advance(engine, run, sid, event, data, txn)
     await engine.follow(run, follow)
     return DecisionResult(
         Verdict.ACCEPTED,

@@ -30,10 +30,11 @@ class Clock(Protocol):
 
 
 class Transaction(Protocol):
-    """Records applied as they are added and made durable together by ``commit``.
+    """Records applied as they are added; ``commit`` queues them for the next write.
 
-    Callers never await between ``begin`` and ``commit``: nothing else can
-    observe the applied records before they are durable.
+    Callers never await between ``begin`` and ``commit``, and act on a
+    transaction only after ``Store.sync()``: nothing outside the engine
+    observes a record before it is durable.
     """
 
     records: list[dict[str, Any]]
@@ -42,7 +43,9 @@ class Transaction(Protocol):
         """Build and apply a record; AuditError (nothing applied) if it cannot be stored."""
         ...
 
-    def commit(self) -> list[dict[str, Any]]: ...
+    def commit(self) -> list[dict[str, Any]]:
+        """Queue the transaction for the next write; await ``Store.sync()`` before acting."""
+        ...
 
 
 class Store(Protocol):
@@ -61,7 +64,17 @@ class Store(Protocol):
         """Why the store can no longer be written, or None."""
         ...
 
+    on_durable: list[Callable[[list[dict[str, Any]]], None]]
+
     def begin(self, expected_versions: Mapping[str, int] | None = None) -> Transaction: ...
+
+    async def sync(self) -> None:
+        """Return once every committed transaction is durable (group commit)."""
+        ...
+
+    def flush_now(self) -> None:
+        """Make every committed transaction durable now (synchronously)."""
+        ...
 
     async def append(
         self,

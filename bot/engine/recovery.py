@@ -32,7 +32,7 @@ async def wind_down(engine: Engine, run: RunState) -> None:
         elif state.waiting:
             gates.close_in(engine, run, sid, txn, "step.cancelled", {"reason": "run cancelled"})
             changed.append(sid)
-    engine.commit(txn)
+    await engine.commit(txn)
     await engine.follow(run, FollowUp(changed_gates=changed, compensate=True))
 
 
@@ -67,7 +67,7 @@ async def compensate_one(
     data: dict[str, Any] = {"uses": comp.uses}
     if index is not None:
         data["item"] = index
-    engine.record_now(run, "compensation.started", step=sid, data=data)
+    await engine.record(run, "compensation.started", step=sid, data=data)
     context = build_context(run, **extra)
     try:
         spec = engine.actions.lookup(comp.uses)
@@ -98,9 +98,9 @@ async def compensate_one(
             )
     except (StepFailure, LookupError) as exc:
         message = exc.message if isinstance(exc, StepFailure) else str(exc)
-        engine.record_now(run, "compensation.failed", step=sid, data={**data, "error": message})
+        await engine.record(run, "compensation.failed", step=sid, data={**data, "error": message})
         return
-    engine.record_now(run, "compensation.succeeded", step=sid, data={**data, "output": output})
+    await engine.record(run, "compensation.succeeded", step=sid, data={**data, "output": output})
 
 
 # -- crash recovery ----------------------------------------------------------------------
@@ -126,7 +126,7 @@ async def recover_interrupted(
         else:
             txn = engine.begin()
             gates.request_recovery(engine, run, plan, sid, txn)
-            engine.commit(txn)
+            await engine.commit(txn)
             await gates.post(engine, run, sid)
     for sid in plan.order:
         state = run.steps[sid]
@@ -142,7 +142,7 @@ async def recover_compensation(engine: Engine, run: RunState, plan: RunbookPlan,
     except LookupError:
         safe = False
     if not safe:
-        engine.record_now(
+        await engine.record(
             run,
             "compensation.failed",
             step=sid,

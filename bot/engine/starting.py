@@ -77,7 +77,7 @@ async def record_start(
         data["dedup"] = {"key": dedup[0], "until": iso(now + timedelta(seconds=dedup[1]))}
     if idempotency_key is not None:
         data["idempotency_key"] = idempotency_key
-    engine.record_now(
+    await engine.record(
         None,
         "run.started",
         actor=requester or trigger_actor(trigger),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bot.audit.log import KEYS
@@ -41,6 +41,8 @@ class MemoryTransaction:
         return record
 
     def commit(self) -> list[dict[str, Any]]:
+        for listener in self.store.on_durable:
+            listener(self.records)
         return self.records
 
 
@@ -52,6 +54,7 @@ class MemoryStore:
         return None
 
     def __init__(self) -> None:
+        self.on_durable: list[Callable[[list[dict[str, Any]]], None]] = []
         self.world = World()
         self.records: list[dict[str, Any]] = []
         self._definitions: dict[str, tuple[str, str]] = {}
@@ -72,6 +75,12 @@ class MemoryStore:
         for event in events:
             txn.add(event)
         return txn.commit()
+
+    async def sync(self) -> None:
+        return None
+
+    def flush_now(self) -> None:
+        return None
 
     async def save_definition(self, digest: str, form: str, text: str) -> None:
         self._definitions[digest] = (form, text)

@@ -18,12 +18,13 @@ watermark is replayed through the same reducer the engine uses live.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,16 @@ IDEMPOTENCY_KEEP = 20_000
 
 
 class Transaction:
-    """Records built, applied and then written together with one fsync.
+    """Records built and applied at once, then queued for the next write by ``commit``.
 
-    Everything between :meth:`DataStore.begin` and :meth:`commit` is
-    synchronous, so nothing else in the process can observe the applied
-    records before they are durable. If the write fails, the store is broken
-    (state in memory is ahead of the disk) and refuses further work; the
-    engine stops, and a restart rebuilds state from what is on disk.
+    Group commit: every transaction committed during one turn of the event
+    loop is written with one write and one fsync at the end of that turn
+    (:meth:`DataStore.sync`), or at once by :meth:`DataStore.flush_now`.
+    Nothing acts on a transaction — no step starts, no message is posted, no
+    listener hears of it, no answer leaves the process — before it is
+    durable: callers await ``sync()`` first. If a write fails, the store is
+    broken (memory is ahead of the disk) and refuses further work; the engine
+    stops, and a restart rebuilds state from what is on disk.
     """
 
     def __init__(self, store: DataStore) -> None:
@@ -65,10 +69,9 @@ class Transaction:
         return record
 
     def commit(self) -> list[dict[str, Any]]:
+        """Queue the lines for the next write (see :meth:`DataStore.sync`)."""
         if self._lines:
-            self.store.audit.write(self._lines)
-            self.store.applied_offset = self.store.audit.size
-            self.store.dirty += len(self._lines)
+            self.store.queue(self._lines, self.records)
             self._lines = []
         return self.records
 
@@ -95,6 +98,11 @@ class DataStore:
         self.warnings: list[str] = []
         self._opened = False
         self.dirty = 0
+        self.on_durable: list[Callable[[list[dict[str, Any]]], None]] = []
+        self._pending_lines: list[bytes] = []
+        self._pending_records: list[dict[str, Any]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush_scheduled = False
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -132,6 +140,9 @@ class DataStore:
             return
         try:
             if not self.readonly:
+                if self._pending_lines and self.audit.broken is None:
+                    with contextlib.suppress(StoreError):
+                        self.flush_now()
                 self.audit.close()
                 try:
                     await self.checkpoint()
@@ -199,6 +210,62 @@ class DataStore:
             offset = offset_at + len(raw)
         self.applied_offset = offset
 
+    # -- group commit ----------------------------------------------------------------------
+
+    def queue(self, lines: list[bytes], records: list[dict[str, Any]]) -> None:
+        """Lines of a committed transaction, to be written by the next flush."""
+        self._pending_lines.extend(lines)
+        self._pending_records.extend(records)
+
+    async def sync(self) -> None:
+        """Return once everything committed so far is durable (one fsync for all of it).
+
+        Raises:
+            StoreError: the write failed (and the store is now broken).
+        """
+        if not self._pending_lines:
+            if self.audit.broken is not None:
+                raise StoreError(self.audit.broken)
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._scheduled_flush)
+        await waiter
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        with contextlib.suppress(StoreError):  # the waiters have been told
+            self.flush_now()
+
+    def flush_now(self) -> None:
+        """Write and fsync everything committed so far, now (synchronously)."""
+        lines, self._pending_lines = self._pending_lines, []
+        records, self._pending_records = self._pending_records, []
+        waiters, self._waiters = self._waiters, []
+        try:
+            if lines:
+                self.audit.write(lines)
+        except StoreError as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                    waiter.exception()  # retrieved: the raiser below tells its caller
+            raise
+        self.applied_offset = self.audit.size
+        self.dirty += len(lines)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if records:
+            for listener in self.on_durable:
+                try:
+                    listener(records)
+                except Exception:
+                    log.exception("a listener of durable records failed")
+
     # -- the store port ------------------------------------------------------------------
 
     def begin(self, expected_versions: Mapping[str, int] | None = None) -> Transaction:
@@ -229,12 +296,20 @@ class DataStore:
         txn = self.begin(expected_versions)
         for event in events:
             txn.add(event)
-        return txn.commit()
+        records = txn.commit()
+        await self.sync()
+        return records
 
     async def checkpoint(self, now: str | None = None) -> None:
-        """Archive finished runs and write the snapshot (atomically)."""
+        """Archive finished runs and write the snapshot (atomically).
+
+        Everything committed is flushed first: a snapshot never holds state that
+        the journal does not.
+        """
         if self.readonly:
             return
+        if self._pending_lines and self.audit.broken is None:
+            self.flush_now()
         world = self.world
         index_lines: list[bytes] = []
         for run_id in list(world.finished):

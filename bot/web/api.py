@@ -233,6 +233,7 @@ class Api:
         if status is not None and status not in RUN_STATUSES:
             raise BadRequest(400, f"status must be one of {', '.join(RUN_STATUSES)}")
         limit = _limit(request.query_params.get("limit"))
+        await engine.sync()  # answer only with durable state
         rows = engine.store.summaries()
         if status is not None:
             rows = [row for row in rows if row["status"] == status]
@@ -240,6 +241,7 @@ class Api:
 
     async def get_run(self, request: Request, engine: Engine, name: str) -> Response:
         run_id = _run_id(request)
+        await engine.sync()  # answer only with durable state
         run = engine.store.get_run(run_id)
         if run is None:
             return error(404, f"unknown run {run_id}")

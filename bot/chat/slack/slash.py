@@ -33,6 +33,7 @@ from bot.errors import (
     NotFoundError,
     PermissionDenied,
     RunbookBotError,
+    StoreError,
 )
 from bot.runbook.inputs import coerce_inputs
 
@@ -193,6 +194,10 @@ class SlashCommands:
 
     def _status(self, engine: Engine, command: Command) -> Answer:
         assert command.run_id is not None
+        try:
+            engine.store.flush_now()  # show only what is durable
+        except StoreError:
+            return Answer(":warning: The bot cannot write its data directory; see its log.")
         run = engine.store.get_run(command.run_id)
         if run is None:
             return Answer(f":warning: There is no run `{command.run_id}`.")
