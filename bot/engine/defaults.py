@@ -12,9 +12,19 @@ from bot.engine.state import RunState
 _B32 = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_last_stamp = 0
+
+
 def new_run_id() -> str:
-    """``r-`` + 16 base32 characters: sortable by time, unguessable enough."""
-    value = (int(time.time() * 1000) << 32) | secrets.randbits(32)
+    """``r-`` + 16 base32 characters: milliseconds then random bits.
+
+    Strictly increasing within a process (two runs in one millisecond still
+    sort in the order they started), and unguessable enough.
+    """
+    global _last_stamp  # one counter per process, on purpose
+    stamp = max(int(time.time() * 1000), _last_stamp + 1)
+    _last_stamp = stamp
+    value = (stamp << 32) | secrets.randbits(32)
     chars = []
     for _ in range(16):
         chars.append(_B32[value & 31])

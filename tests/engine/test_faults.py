@@ -92,3 +92,11 @@ def test_cli_status_choices_are_the_engine_statuses() -> None:
     from bot.engine.state import RunStatus
 
     assert tuple(status.value for status in RunStatus) == RUN_STATUSES
+
+
+def test_run_ids_increase_even_within_one_millisecond() -> None:
+    from bot.engine.defaults import new_run_id
+
+    ids = [new_run_id() for _ in range(2000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(len(i) == 18 and i.startswith("r-") for i in ids)

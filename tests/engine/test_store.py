@@ -208,3 +208,44 @@ async def test_archived_runs_are_listed_from_the_index_and_the_snapshot_stays_sm
     reader = reload(tmp_path)
     assert [row["id"] for row in reader.summaries()] == list(reversed(ids))
     assert reader.get_run(ids[0]) is not None and reader.get_run(ids[0]).status == "succeeded"
+
+
+class CountingOps(FileOps):
+    fsyncs = 0
+
+    def fsync(self, fd: int) -> None:
+        CountingOps.fsyncs += 1
+        os.fsync(fd)
+
+
+async def test_concurrent_transactions_share_fsyncs(tmp_path: Path) -> None:
+    h = make_engine(
+        "name: quick\nsteps:\n  - id: a\n    uses: core.noop\n  - id: b\n    uses: core.noop\n",
+        data_dir=tmp_path,
+    )
+    h.store.audit.fileops = CountingOps()
+    CountingOps.fsyncs = 0
+    import asyncio
+
+    started = await asyncio.gather(
+        *(h.engine.start_run("quick", {}, requester="cli:x") for _ in range(20))
+    )
+    runs = [await h.settle(r.run.id) for r in started]
+    assert all(run.status == "succeeded" for run in runs)
+    records = len(h.records)
+    assert records == 20 * 6  # started, 2 x (step started, step succeeded), finished
+    assert CountingOps.fsyncs < records / 3, (CountingOps.fsyncs, records)
+    await h.close()
+    assert verify(str(tmp_path / "audit.jsonl")).ok
+
+
+async def test_nothing_is_announced_before_it_is_durable(tmp_path: Path) -> None:
+    h = make_engine("name: quick\nsteps:\n  - id: a\n    uses: core.noop\n", data_dir=tmp_path)
+    sizes: list[tuple[int, int]] = []
+    audit = tmp_path / "audit.jsonl"
+    h.engine.listeners.append(
+        lambda _run, record: sizes.append((record["seq"], len(audit.read_bytes().splitlines())))
+    )
+    await h.start("quick")
+    assert sizes and all(seq <= lines_on_disk for seq, lines_on_disk in sizes)
+    await h.close()
