@@ -45,6 +45,8 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object] | l
             return answer.status, json.loads(answer.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, {}
+    except (urllib.error.URLError, OSError):
+        return 0, {}  # not listening yet
 
 
 def _wait(predicate, limit: float, what: str) -> None:  # type: ignore[no-untyped-def]
