@@ -5,7 +5,8 @@ Layout of a data directory::
     audit.jsonl          the audit log (source of truth for all state)
     state.json           TinyDB snapshot: journal watermark, run summaries,
                          active runs, dedup windows, schedule firings
-    runs/<id>.json       final state of each finished run (written once)
+    runs/archive.jsonl   final state of each finished run (appended once, at a checkpoint)
+    runs/index.jsonl     their summaries, with where each sits in the archive
     definitions/<sha>.*  the exact runbook text each run started with
     lock, owner.json     who owns the directory
 
@@ -103,6 +104,7 @@ class DataStore:
         self._pending_records: list[dict[str, Any]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
+        self._index: dict[str, dict[str, Any]] | None = None
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -311,19 +313,16 @@ class DataStore:
         if self._pending_lines and self.audit.broken is None:
             self.flush_now()
         world = self.world
-        index_lines: list[bytes] = []
-        for run_id in list(world.finished):
-            run = world.runs.get(run_id)
-            if run is None or not run.ended:
-                continue
-            self._write_json(self.data_dir / "runs" / f"{run_id}.json", run_to_dict(run))
-            summary = run.summary()
-            world.summaries[run_id] = summary
-            index_lines.append(json.dumps(summary, ensure_ascii=False).encode() + b"\n")
-            del world.runs[run_id]
+        finished = [
+            world.runs[run_id]
+            for run_id in world.finished
+            if run_id in world.runs and world.runs[run_id].ended
+        ]
+        if finished:
+            self._archive(finished)
+            for run in finished:
+                del world.runs[run.id]
         world.finished.clear()
-        if index_lines:
-            self._append_index(index_lines)
         if now is not None:
             for slot in [s for s, e in world.dedup.items() if e.until <= now]:
                 del world.dedup[slot]
@@ -354,37 +353,67 @@ class DataStore:
     def broken(self) -> str | None:
         return self.audit.broken
 
-    def _append_index(self, lines: list[bytes]) -> None:
-        """Add summaries of newly archived runs to ``runs/index.jsonl`` (durably, before the
-        snapshot that no longer carries them). A repeat after a crash is harmless."""
-        path = self.data_dir / "runs" / "index.jsonl"
+    def _archive(self, runs: list[RunState]) -> None:
+        """Append finished runs to ``runs/archive.jsonl`` and their summaries (with the
+        offset) to ``runs/index.jsonl``: two fsyncs for any number of runs, before the
+        snapshot that no longer carries them. A repeat after a crash is harmless."""
+        archive = self.data_dir / "runs" / "archive.jsonl"
+        offset = archive.stat().st_size if archive.exists() else 0
+        documents: list[bytes] = []
+        rows: list[dict[str, Any]] = []
+        for run in runs:
+            line = json.dumps(run_to_dict(run), ensure_ascii=False, separators=(",", ":"))
+            data = line.encode() + b"\n"
+            rows.append({**run.summary(), "archive": offset})
+            documents.append(data)
+            offset += len(data)
+        self._append(archive, documents)
+        self._append(
+            self.data_dir / "runs" / "index.jsonl",
+            [json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in rows],
+        )
+        index = self._load_index()
+        for row in rows:
+            index[row["id"]] = row
+
+    def _append(self, path: Path, lines: list[bytes]) -> None:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 data = b"".join(lines)
                 while data:
-                    data = data[self.fileops.write(fd, data) :]
+                    written = self.fileops.write(fd, data)
+                    if written <= 0:
+                        raise OSError(5, "short write")
+                    data = data[written:]
                 self.fileops.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
-    def summaries(self) -> list[dict[str, Any]]:
-        """Every run, newest first: archived ones from the index, the rest from memory.
-
-        Reads the index (O(runs)); only listings need it, never the engine.
-        """
+    def _load_index(self) -> dict[str, dict[str, Any]]:
+        """Archived runs by id (read once, then kept up to date by this process)."""
+        if self._index is not None:
+            return self._index
         rows: dict[str, dict[str, Any]] = {}
         path = self.data_dir / "runs" / "index.jsonl"
         with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
             for raw in handle:
                 if not raw.endswith(b"\n"):
                     break
-                with contextlib.suppress(ValueError):
+                with contextlib.suppress(ValueError, KeyError, TypeError):
                     row = json.loads(raw)
                     rows[row["id"]] = row
-        rows.update(self.world.summaries)
+        self._index = rows
+        return rows
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every run, newest first: archived ones from the index, the rest from memory."""
+        fields = ("id", "runbook", "status", "started_at", "ended_at", "requester")
+        rows = {
+            run_id: {k: row.get(k) for k in fields} for run_id, row in self._load_index().items()
+        }
         for run in self.world.runs.values():
             rows[run.id] = run.summary()
         return sorted(rows.values(), key=lambda r: (r["started_at"], r["id"]), reverse=True)
@@ -393,12 +422,17 @@ class DataStore:
         run = self.world.runs.get(run_id)
         if run is not None:
             return run
-        path = self.data_dir / "runs" / f"{run_id}.json"
-        if path.exists():
-            try:
-                return run_from_dict(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError, TypeError, KeyError) as exc:
-                raise CorruptStateError(f"cannot read the record of run {run_id}: {exc}") from exc
+        row = self._load_index().get(run_id)
+        try:
+            if row is not None and "archive" in row:
+                with open(self.data_dir / "runs" / "archive.jsonl", "rb") as handle:
+                    handle.seek(int(row["archive"]))
+                    return run_from_dict(json.loads(handle.readline()))
+            legacy = self.data_dir / "runs" / f"{run_id}.json"  # before the archive existed
+            if legacy.exists():
+                return run_from_dict(json.loads(legacy.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise CorruptStateError(f"cannot read the record of run {run_id}: {exc}") from exc
         return None
 
     async def save_definition(self, digest: str, form: str, text: str) -> None:
@@ -416,11 +450,3 @@ class DataStore:
             if path.exists():
                 return form, path.read_text(encoding="utf-8")
         return None
-
-    def _write_json(self, path: Path, data: Any) -> None:
-        try:
-            self.fileops.write_file(
-                str(path), json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-            )
-        except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
