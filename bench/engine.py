@@ -176,9 +176,11 @@ def main() -> int:
         print(f"   (history written in {time.perf_counter() - t0:.1f}s: {records:,} audit records)")
         flat_ratios, empty_times, full_times = [], [], []
         for pair in range(args.pairs + 1):
-            empty = asyncio.run(engine_chain(root / f"flat-empty-{pair}", args.steps, "empty"))
             copy = root / f"flat-full-{pair}"
             shutil.copytree(full, copy)
+            os.sync()  # let the copy reach the disk first: measure the run, not the copy
+            empty = asyncio.run(engine_chain(root / f"flat-empty-{pair}", args.steps, "empty"))
+            os.sync()
             with_history = asyncio.run(engine_chain(copy, args.steps, "history"))
             shutil.rmtree(copy)
             if pair:

@@ -372,9 +372,9 @@ class DataStore:
             self.data_dir / "runs" / "index.jsonl",
             [json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in rows],
         )
-        index = self._load_index()
-        for row in rows:
-            index[row["id"]] = row
+        if self._index is not None:  # keep a loaded index current; never load it just for this
+            for row in rows:
+                self._index[row["id"]] = row
 
     def _append(self, path: Path, lines: list[bytes]) -> None:
         try:
