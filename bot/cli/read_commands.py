@@ -70,7 +70,12 @@ def trigger_summary(trigger: Any) -> str:
 
 
 def _trigger_json(trigger: Any) -> dict[str, Any]:
+    """A trigger as written: durations back in their unit form (``1h``, not ``3600.0``)."""
     data: dict[str, Any] = trigger.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for kind, key in (("alert", "dedup_window"), ("schedule", "every")):
+        spec = data.get(kind)
+        if isinstance(spec, dict) and isinstance(spec.get(key), (int, float)):
+            spec[key] = format_duration(float(spec[key]))
     return data
 
 
