@@ -21,7 +21,8 @@ from starlette.routing import BaseRoute
 from bot.config import Settings
 from bot.engine.catalog import RunbookCatalog
 from bot.engine.clock import SystemClock
-from bot.engine.engine import Engine, StaticGroups
+from bot.engine.defaults import NullChat, StaticGroups
+from bot.engine.engine import Engine
 from bot.engine.ports import Chat, Clock, GroupResolver, Timers
 from bot.engine.state import RunState
 from bot.errors import RunbookLoadError
@@ -72,7 +73,7 @@ class CompositeGroups:
         return await resolver.groups_of(identity, candidates)
 
 
-class LogChat:
+class LogChat(NullChat):
     """Chat when Slack is off: everything goes to the log."""
 
     async def run_started(self, run: RunState, view: Any) -> None:
@@ -82,9 +83,6 @@ class LogChat:
             run.runbook,
             run.requester or run.trigger.get("kind"),
         )
-
-    async def run_progress(self, run: RunState, view: Any) -> None:
-        return None
 
     async def run_finished(self, run: RunState, view: Any) -> None:
         log.info("run %s (%s) %s", run.id, run.runbook, run.status)
@@ -100,9 +98,6 @@ class LogChat:
             run.id,
             step_id,
         )
-
-    async def gate_changed(self, run: RunState, step_id: str, view: Any) -> None:
-        return None
 
     async def gate_escalated(self, run: RunState, step_id: str, view: Any) -> None:
         log.info("run %s: approval at %s escalated", run.id, step_id)

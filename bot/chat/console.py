@@ -10,6 +10,7 @@ import sys
 from typing import Any, TextIO
 
 from bot.engine.clock import parse_iso
+from bot.engine.defaults import NullChat
 from bot.engine.state import RunState
 from bot.redact import REDACTOR
 from bot.runbook.durations import format_duration
@@ -165,29 +166,12 @@ class Timeline:
         return None
 
 
-class ConsoleChat:
-    """Chat port for the terminal: notifications print; gates are asked by the CLI itself."""
+class ConsoleChat(NullChat):
+    """Chat port for the terminal: notifications print; gates are asked by the CLI itself
+    (the timeline shows the rest)."""
 
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
-
-    async def run_started(self, run: RunState, view: Any) -> None:
-        return None
-
-    async def run_progress(self, run: RunState, view: Any) -> None:
-        return None
-
-    async def run_finished(self, run: RunState, view: Any) -> None:
-        return None
-
-    async def gate_opened(self, run: RunState, step_id: str, view: Any) -> None:
-        return None
-
-    async def gate_changed(self, run: RunState, step_id: str, view: Any) -> None:
-        return None
-
-    async def gate_escalated(self, run: RunState, step_id: str, view: Any) -> None:
-        return None
 
     async def notify(
         self,

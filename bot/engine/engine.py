@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.engine import admission, execute, gates, recovery, starting
+from bot.engine import admission, cancelling, effects, execute, gates, recovery, starting
+from bot.engine import advance as advance_mod
 from bot.engine.catalog import RunbookCatalog
-from bot.engine.clock import SystemClock, iso, parse_iso
-from bot.engine.context import build_context
+from bot.engine.clock import SystemClock, iso
 from bot.engine.defaults import NullChat, StaticGroups
 from bot.engine.followup import FollowUp
-from bot.engine.plan import Action, RunbookPlan, compensation_order, final_status
+from bot.engine.plan import RunbookPlan
 from bot.engine.ports import (
     ActionRunner,
     Chat,
@@ -41,7 +41,8 @@ from bot.engine.ports import (
     Timers,
     Transaction,
 )
-from bot.engine.state import RunState, RunStatus, dedup_slot
+from bot.engine.starting import StartResult
+from bot.engine.state import RunState, RunStatus
 from bot.engine.steps import (
     CallRunner,
 )
@@ -49,28 +50,15 @@ from bot.engine.timers import ClockTimers
 from bot.engine.view import RunbookView
 from bot.errors import (
     AuditError,
-    ChatError,
-    ConflictError,
     NotFoundError,
-    PermissionDenied,
     RunbookBotError,
     StoreError,
 )
 from bot.logs import run_id_var
 from bot.redact import REDACTOR
-from bot.runbook.inputs import coerce_inputs
-from bot.runbook.model import ApprovalStep, CallStep, Runbook, Who
-from bot.runbook.templates import evaluate
+from bot.runbook.model import Runbook, Who
 
 log = logging.getLogger("runbook.engine")
-
-
-@dataclass(slots=True)
-class StartResult:
-    """What :meth:`Engine.start_run` did: started a run, or joined one within a dedup window."""
-
-    run: RunState
-    deduplicated: bool = False
 
 
 @dataclass(slots=True)
@@ -208,52 +196,19 @@ class Engine:
             InputError: inputs that do not fit.
             PermissionDenied: the requester may not start it (``run_by``).
         """
-        if not self.accepting:
-            raise ConflictError("the service is shutting down; try again shortly")
-        if self.fatal is not None:
-            raise self.fatal
-        loaded = self.catalog.get(name)
-        runbook = loaded.runbook
-        if check_permission and requester is not None and runbook.run_by is not None:
-            if not await self.matches(requester, runbook.run_by):
-                raise PermissionDenied(
-                    f"{requester} may not start runbook {name!r} (run_by limits who may)"
-                )
-        values = coerce_inputs(runbook.inputs, dict(inputs or {}), from_text=from_text)
-        if idempotency_key is not None and idempotency_key in self.store.world.idempotency:
-            existing = self.store.get_run(self.store.world.idempotency[idempotency_key])
-            if existing is not None:
-                return StartResult(existing, deduplicated=True)
-        slot = dedup_slot(name, dedup[0]) if dedup else None
-        if slot is not None:
-            joined = await starting.dedup_join(self, slot)
-            if joined is not None:
-                return StartResult(joined, deduplicated=True)
-            future: asyncio.Future[RunState] = asyncio.get_running_loop().create_future()
-            self.dedup_inflight[slot] = future
-        try:
-            run = await starting.record_start(
-                self,
-                loaded,
-                values,
-                requester,
-                dict(trigger or {"kind": "manual"}),
-                alert,
-                dedup,
-                idempotency_key,
-            )
-        except BaseException as exc:
-            if slot is not None:
-                pending = self.dedup_inflight.pop(slot)
-                pending.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stop"))
-                pending.exception()  # retrieved: nobody else may be waiting
-            raise
-        if slot is not None:
-            self.dedup_inflight.pop(slot).set_result(run)
-        self.queue.append(run.id)
-        if admit:
-            admission.admit(self)
-        return StartResult(run)
+        return await starting.start_run(
+            self,
+            name,
+            inputs,
+            requester=requester,
+            trigger=trigger,
+            alert=alert,
+            from_text=from_text,
+            dedup=dedup,
+            idempotency_key=idempotency_key,
+            check_permission=check_permission,
+            admit=admit,
+        )
 
     # -- admission (storm control) --------------------------------------------------------
 
@@ -340,59 +295,11 @@ class Engine:
             ConflictError: the run already ended.
             PermissionDenied: not the requester, someone in run_by, or an approver.
         """
-        run = self.store.get_run(run_id)
-        if run is None:
-            raise NotFoundError(f"unknown run {run_id}", kind="run", key=run_id)
-        if run.ended:
-            raise ConflictError(f"run {run_id} already ended ({run.status})")
-        if not await self.may_cancel(run, identity):
-            raise PermissionDenied(
-                f"{identity} may not cancel run {run_id} (only its requester, the people in "
-                "run_by and its approvers may)"
-            )
-        if run.cancelled_by is None:
-            await self.record(run, "run.cancelled", actor=identity, data={"reason": "cancelled"})
-        if run_id in self.queue:
-            self.queue.remove(run_id)
-        live = self.live_of(run_id)
-        live.admitted = True
-        live.busy += 1
-        try:
-            tasks = list(live.tasks.values())
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await recovery.wind_down(self, run)
-        finally:
-            live.busy -= 1
-            self.update_settled(run)
-        return run
-
-    async def may_cancel(self, run: RunState, identity: str) -> bool:
-        """Requester, people in run_by (anyone if unset), and the approvers of its gates."""
-        if identity == run.requester:
-            return True
-        runbook = self.catalog.definition(run.digest, run.runbook)
-        if runbook.run_by is None or await self.matches(identity, runbook.run_by):
-            return True
-        for step in runbook.steps:
-            if isinstance(step, ApprovalStep):
-                who = step.approval.approvers
-                if who is None or await self.matches(identity, who):
-                    return True
-        return False
+        return await cancelling.cancel(self, run_id, identity)
 
     async def matches(self, identity: str, who: Who) -> bool:
         """Whether ``identity`` is one of ``who`` (users, or a member of its groups)."""
-        from bot.engine.approvals import listed
-
-        if listed(identity, who.users):
-            return True
-        if who.groups:
-            return bool(await self.groups.groups_of(identity, who.groups))
-        return False
+        return await cancelling.matches(self, identity, who)
 
     # -- records and transactions ---------------------------------------------------------
 
@@ -486,140 +393,18 @@ class Engine:
     def view_kind(runbook: Runbook, step_id: str) -> str:
         return RunbookView(runbook).step_kind(step_id)
 
-    def plan_of(self, run: RunState) -> RunbookPlan:
-        return self.catalog.plan(run.digest, run.runbook)
-
     def advance(
         self, run: RunState, txn: Transaction, changed: Iterable[str] | None = None
     ) -> FollowUp:
-        """Decide every step that can be decided now; add their records to ``txn``.
+        """Decide every step that can be decided now (see :mod:`bot.engine.advance`)."""
+        return advance_mod.advance(self, run, txn, changed)
 
-        Synchronous on purpose: see the module docstring.
-        """
-        follow = FollowUp()
-        live = self.live_of(run.id)
-        if run.ended or run.cancelled_by is not None or live.finishing:
-            return follow
-        plan = self.plan_of(run)
-        if live.recheck or changed is None:
-            live.recheck = False
-            candidates = [sid for sid in plan.order if self.undecided(run, live, sid)]
-        else:
-            changed = list(changed)
-            # a step handed back by a recovery gate is itself to be decided again
-            again = [sid for sid in changed if self.undecided(run, live, sid)]
-            candidates = sorted(
-                {*_dependents(plan, run, live, changed, self), *again},
-                key=lambda sid: plan.steps[sid].index,
-            )
-        while candidates:
-            newly: list[str] = []
-            for sid in candidates:
-                if not self.undecided(run, live, sid):
-                    continue
-                decision = plan.decide(run, sid, lambda expr: evaluate(expr, build_context(run)))
-                if decision is None:
-                    continue
-                if decision.action is Action.SKIP:
-                    txn.add(
-                        self.event(run, "step.skipped", step=sid, data={"reason": decision.reason})
-                    )
-                    newly.append(sid)
-                elif decision.action is Action.FAIL:
-                    txn.add(self.failed_event(run, plan, sid, decision.reason or "failed", 0))
-                    newly.append(sid)
-                elif isinstance(plan.steps[sid].step, ApprovalStep):
-                    if gates.request(self, run, plan, sid, txn):
-                        follow.gates.append(sid)
-                    if run.steps[sid].ended:
-                        newly.append(sid)
-                else:
-                    step = plan.steps[sid].step
-                    uses = step.uses if isinstance(step, CallStep) else "notify"
-                    txn.add(
-                        self.event(
-                            run,
-                            "step.started",
-                            step=sid,
-                            data={
-                                "attempt": run.steps[sid].attempts + 1,
-                                "uses": uses,
-                                "idempotency_key": f"{run.id}:{sid}",
-                            },
-                        )
-                    )
-                    follow.spawn.append(sid)
-            if run.failure and not live.failure_seen:
-                live.failure_seen = True
-                for sid in run.waiting_gates:
-                    if not plan.steps[sid].failure_handler:
-                        gates.close_in(
-                            self,
-                            run,
-                            sid,
-                            txn,
-                            "step.cancelled",
-                            {"reason": "an earlier step failed"},
-                        )
-                        follow.changed_gates.append(sid)
-                candidates = [sid for sid in plan.order if self.undecided(run, live, sid)]
-                continue
-            candidates = _dependents(plan, run, live, newly, self) if newly else []
-        if run.running_count == 0 and run.waiting_count == 0 and not follow.spawn:
-            if (run.failure or run.cancelled_by is not None) and compensation_order(run, plan):
-                follow.compensate = True
-                live.finishing = True
-            else:
-                self._finish_in(run, txn)
-                follow.finished = True
-        return follow
-
-    def undecided(self, run: RunState, live: _Live, sid: str) -> bool:
-        state = run.steps[sid]
-        if state.outcome is not None or state.running or state.waiting:
-            return False
-        return sid not in live.tasks
-
-    def _finish_in(self, run: RunState, txn: Transaction, error: str | None = None) -> None:
-        status = RunStatus.FAILED if error else final_status(run)
-        data: dict[str, Any] = {"status": str(status)}
-        if error:
-            data["error"] = error
-        data["duration"] = round((self.clock.now() - parse_iso(run.started_at)).total_seconds(), 3)
-        txn.add(self.event(run, "run.finished", data=data))
+    def plan_of(self, run: RunState) -> RunbookPlan:
+        return self.catalog.plan(run.digest, run.runbook)
 
     async def follow(self, run: RunState, follow: FollowUp) -> None:
-        """Act on a durable transaction: spawn steps, post gates, compensate, announce."""
-        live = self.live_of(run.id)
-        for sid in follow.spawn:
-            self.spawn_step(run, sid, recorded=True)
-        live.busy += 1
-        try:
-            for sid in follow.changed_gates:
-                self.timers.disarm(f"{run.id}:{sid}:deadline")
-                self.timers.disarm(f"{run.id}:{sid}:escalate")
-                with contextlib.suppress(ChatError):
-                    await self.chat.gate_changed(run, sid, self.view(run))
-            for sid in follow.gates:
-                gates.arm_timers(self, run, sid)
-                await gates.post(self, run, sid)
-            if follow.compensate:
-                await recovery.compensate(self, run)
-                txn = self.begin()
-                self._finish_in(run, txn)
-                await self.commit(txn)
-                follow.finished = True
-            if follow.finished:
-                for sid in run.step_ids:
-                    self.timers.disarm(f"{run.id}:{sid}:deadline")
-                    self.timers.disarm(f"{run.id}:{sid}:escalate")
-                with contextlib.suppress(ChatError, RunbookBotError):
-                    await self.chat.run_finished(run, self.view(run))
-            elif run.waiting_count and not run.running_count and not live.tasks:
-                await self._chat_progress(run)
-        finally:
-            live.busy -= 1
-            self.update_settled(run)
+        """Act on a durable transaction (see :mod:`bot.engine.effects`)."""
+        await effects.follow(self, run, follow)
 
     async def kick(self, run: RunState, *, recover: bool) -> None:
         """First advance after admission or a restart (its log lines carry the run id)."""
@@ -638,20 +423,21 @@ class Engine:
                 plan = self.plan_of(run)
             except RunbookBotError as exc:
                 txn = self.begin()
-                self._finish_in(run, txn, error=f"cannot load this run's runbook: {exc}")
+                reason = f"cannot load this run's runbook: {exc}"
+                advance_mod.finish_in(self, run, txn, error=reason)
                 await self.commit(txn)
                 log.error("run %s failed: cannot load its runbook: %s", run.id, exc)
                 follow = FollowUp(finished=True)  # its slot is handed on like any other end
             else:
                 if run.thread is None and not run.started_any:
-                    await self._chat_started(run)
+                    await effects.chat_started(self, run)
                 if run.cancelled_by is not None:
                     await recovery.wind_down(self, run)
                     return
                 if recover:
                     await recovery.recover_interrupted(self, run, plan, live)
                 txn = self.begin()
-                follow = self.advance(run, txn)
+                follow = advance_mod.advance(self, run, txn)
                 await self.commit(txn)
         except StoreError as exc:
             log.error("run %s stopped: %s", run.id, exc)
@@ -686,7 +472,7 @@ class Engine:
                     event["data"].get("attempts", 0),
                 )
             )
-        follow = self.advance(run, txn, changed=[sid])
+        follow = advance_mod.advance(self, run, txn, changed=[sid])
         await self.commit(txn)
         return follow
 
@@ -709,34 +495,6 @@ class Engine:
                 await gates.fire_due(self, run)
 
     # -- chat helpers ---------------------------------------------------------------------
-
-    async def _chat_started(self, run: RunState) -> None:
-        try:
-            ref = await self.chat.run_started(run, self.view(run))
-        except ChatError as exc:
-            log.warning("run %s: could not post the run's thread: %s", run.id, exc)
-            return
-        if ref:
-            await self.record(run, "chat.posted", data={"purpose": "thread", **ref})
-
-    async def _chat_progress(self, run: RunState) -> None:
-        try:
-            ref = await self.chat.run_progress(run, self.view(run))
-        except ChatError as exc:
-            log.warning("run %s: could not update its status message: %s", run.id, exc)
-            return
-        if ref and run.status_message is None:
-            await self.record(run, "chat.posted", data={"purpose": "status", **ref})
-
-
-def _dependents(
-    plan: RunbookPlan, run: RunState, live: _Live, changed: Iterable[str], engine: Engine
-) -> list[str]:
-    ids = {dep for sid in changed for dep in plan.steps[sid].dependents}
-    return sorted(
-        (sid for sid in ids if engine.undecided(run, live, sid)),
-        key=lambda sid: plan.steps[sid].index,
-    )
 
 
 __all__ = ["Engine", "NullChat", "StartResult", "StaticGroups"]

@@ -1,4 +1,4 @@
-"""What the engine does once a transaction is durable."""
+"""What the engine does once a transaction is durable (acted on by :mod:`bot.engine.effects`)."""
 
 from __future__ import annotations
 

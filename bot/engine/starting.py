@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.engine import admission
 from bot.engine.clock import iso
 from bot.engine.defaults import new_run_id
-from bot.engine.state import RunState
-from bot.errors import ConflictError
+from bot.engine.state import RunState, dedup_slot
+from bot.errors import ConflictError, PermissionDenied
+from bot.runbook.inputs import coerce_inputs
 from bot.runbook.model import Runbook
 from bot.runbook.templates import TemplateError, render_string
 
 if TYPE_CHECKING:
     from bot.engine.engine import Engine
+
+
+@dataclass(slots=True)
+class StartResult:
+    """What :meth:`Engine.start_run` did: started a run, or joined one within a dedup window."""
+
+    run: RunState
+    deduplicated: bool = False
 
 
 async def dedup_join(engine: Engine, slot: str) -> RunState | None:
@@ -96,3 +108,66 @@ def trigger_actor(trigger: dict[str, Any]) -> str:
     if kind == "schedule":
         return "schedule"
     return "system"
+
+
+async def start_run(
+    engine: Engine,
+    name: str,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    requester: str | None,
+    trigger: Mapping[str, Any] | None = None,
+    alert: Any = None,
+    from_text: bool = False,
+    dedup: tuple[str, float] | None = None,
+    idempotency_key: str | None = None,
+    check_permission: bool = True,
+    admit: bool = True,
+) -> StartResult:
+    """See :meth:`Engine.start_run`."""
+    if not engine.accepting:
+        raise ConflictError("the service is shutting down; try again shortly")
+    if engine.fatal is not None:
+        raise engine.fatal
+    loaded = engine.catalog.get(name)
+    runbook = loaded.runbook
+    if check_permission and requester is not None and runbook.run_by is not None:
+        if not await engine.matches(requester, runbook.run_by):
+            raise PermissionDenied(
+                f"{requester} may not start runbook {name!r} (run_by limits who may)"
+            )
+    values = coerce_inputs(runbook.inputs, dict(inputs or {}), from_text=from_text)
+    if idempotency_key is not None and idempotency_key in engine.store.world.idempotency:
+        existing = engine.store.get_run(engine.store.world.idempotency[idempotency_key])
+        if existing is not None:
+            return StartResult(existing, deduplicated=True)
+    slot = dedup_slot(name, dedup[0]) if dedup else None
+    if slot is not None:
+        joined = await dedup_join(engine, slot)
+        if joined is not None:
+            return StartResult(joined, deduplicated=True)
+        future: asyncio.Future[RunState] = asyncio.get_running_loop().create_future()
+        engine.dedup_inflight[slot] = future
+    try:
+        run = await record_start(
+            engine,
+            loaded,
+            values,
+            requester,
+            dict(trigger or {"kind": "manual"}),
+            alert,
+            dedup,
+            idempotency_key,
+        )
+    except BaseException as exc:
+        if slot is not None:
+            pending = engine.dedup_inflight.pop(slot)
+            pending.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stop"))
+            pending.exception()  # retrieved: nobody else may be waiting
+        raise
+    if slot is not None:
+        engine.dedup_inflight.pop(slot).set_result(run)
+    engine.queue.append(run.id)
+    if admit:
+        admission.admit(engine)
+    return StartResult(run)
