@@ -89,7 +89,21 @@ def cmd_report(ctx: CliContext) -> int:
     path = str(ctx.settings.data_dir / "audit.jsonl")
     start = run.audit_offset or 0
     records = _records_of(path, run.id, start)
-    print(REDACTOR.text(build_report(run.id, records)))
+    report = REDACTOR.text(build_report(run.id, records))
+    if ctx.args.json:
+        print(
+            json.dumps(
+                {
+                    "id": run.id,
+                    "runbook": run.runbook,
+                    "status": str(run.status),
+                    "records": len(records),
+                    "markdown": report,
+                }
+            )
+        )
+    else:
+        print(report)
     return EXIT_OK
 
 

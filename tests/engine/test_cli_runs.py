@@ -156,6 +156,8 @@ def test_gate_waits_then_approve_quorum_and_exit_codes(workdir: Path) -> None:
 
     report = runbook(workdir, "report", run_id)
     assert report.returncode == 0
+    as_json = json.loads(runbook(workdir, "report", run_id, "--json").stdout)
+    assert as_json["id"] == run_id and as_json["markdown"].startswith("# ")
     assert "cli:alice** approved `approve` — “yes”" in report.stdout
     assert "cli:mallory** refused" in report.stdout
     refusals = [
