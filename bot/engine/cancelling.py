@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 
 
 async def cancel(engine: Engine, run_id: str, identity: str) -> RunState:
-    """See :meth:`Engine.cancel`."""
+    """Cancel a run (``Engine.cancel``): running steps are cancelled, then compensations run.
+
+    Raises:
+        NotFoundError: unknown run.
+        ConflictError: the run already ended.
+        PermissionDenied: not the requester, someone in run_by, or an approver.
+    """
     run = engine.store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"unknown run {run_id}", kind="run", key=run_id)

@@ -56,7 +56,7 @@ from bot.errors import (
 )
 from bot.logs import run_id_var
 from bot.redact import REDACTOR
-from bot.runbook.model import Runbook, Who
+from bot.runbook.model import Runbook
 
 log = logging.getLogger("runbook.engine")
 
@@ -175,40 +175,7 @@ class Engine:
 
     # -- starting runs --------------------------------------------------------------------
 
-    async def start_run(
-        self,
-        name: str,
-        inputs: Mapping[str, Any] | None = None,
-        *,
-        requester: str | None,
-        trigger: Mapping[str, Any] | None = None,
-        alert: Any = None,
-        from_text: bool = False,
-        dedup: tuple[str, float] | None = None,
-        idempotency_key: str | None = None,
-        check_permission: bool = True,
-        admit: bool = True,
-    ) -> StartResult:
-        """Start a run durably (its ``run.started`` record is on disk when this returns).
-
-        Raises:
-            NotFoundError: unknown runbook.
-            InputError: inputs that do not fit.
-            PermissionDenied: the requester may not start it (``run_by``).
-        """
-        return await starting.start_run(
-            self,
-            name,
-            inputs,
-            requester=requester,
-            trigger=trigger,
-            alert=alert,
-            from_text=from_text,
-            dedup=dedup,
-            idempotency_key=idempotency_key,
-            check_permission=check_permission,
-            admit=admit,
-        )
+    start_run = starting.start_run  # durable when it returns; see bot.engine.starting
 
     # -- admission (storm control) --------------------------------------------------------
 
@@ -287,19 +254,8 @@ class Engine:
         """Record one person's decision at a gate (see :mod:`bot.engine.gates`)."""
         return await gates.decide(self, run_id, step_id, identity, decision, comment, fields)
 
-    async def cancel(self, run_id: str, identity: str) -> RunState:
-        """Cancel a run: running steps are cancelled, then compensations run.
-
-        Raises:
-            NotFoundError: unknown run.
-            ConflictError: the run already ended.
-            PermissionDenied: not the requester, someone in run_by, or an approver.
-        """
-        return await cancelling.cancel(self, run_id, identity)
-
-    async def matches(self, identity: str, who: Who) -> bool:
-        """Whether ``identity`` is one of ``who`` (users, or a member of its groups)."""
-        return await cancelling.matches(self, identity, who)
+    cancel = cancelling.cancel  # see bot.engine.cancelling
+    matches = cancelling.matches
 
     # -- records and transactions ---------------------------------------------------------
 
@@ -393,18 +349,12 @@ class Engine:
     def view_kind(runbook: Runbook, step_id: str) -> str:
         return RunbookView(runbook).step_kind(step_id)
 
-    def advance(
-        self, run: RunState, txn: Transaction, changed: Iterable[str] | None = None
-    ) -> FollowUp:
-        """Decide every step that can be decided now (see :mod:`bot.engine.advance`)."""
-        return advance_mod.advance(self, run, txn, changed)
+    advance = advance_mod.advance  # decide what can be decided now, in one transaction
 
     def plan_of(self, run: RunState) -> RunbookPlan:
         return self.catalog.plan(run.digest, run.runbook)
 
-    async def follow(self, run: RunState, follow: FollowUp) -> None:
-        """Act on a durable transaction (see :mod:`bot.engine.effects`)."""
-        await effects.follow(self, run, follow)
+    follow = effects.follow  # act on a durable transaction
 
     async def kick(self, run: RunState, *, recover: bool) -> None:
         """First advance after admission or a restart (its log lines carry the run id)."""

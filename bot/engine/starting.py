@@ -124,7 +124,17 @@ async def start_run(
     check_permission: bool = True,
     admit: bool = True,
 ) -> StartResult:
-    """See :meth:`Engine.start_run`."""
+    """Start a run durably (its ``run.started`` record is on disk when this returns).
+
+    The one way in for every channel (``Engine.start_run``). With ``dedup``
+    (key, window seconds) a start within an open window joins the run that
+    opened it; an ``idempotency_key`` seen before returns that run.
+
+    Raises:
+        NotFoundError: unknown runbook.
+        InputError: inputs that do not fit.
+        PermissionDenied: the requester may not start it (``run_by``).
+    """
     if not engine.accepting:
         raise ConflictError("the service is shutting down; try again shortly")
     if engine.fatal is not None:
