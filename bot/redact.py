@@ -8,6 +8,7 @@ and log lines pass through it on the way out.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._serialised: re.Pattern[str] | None = None  # secrets as they appear in JSON
         self._lock = threading.Lock()
 
     def add(self, value: str | SecretStr | None) -> None:
@@ -40,6 +42,12 @@ class Redactor:
             self._secrets.add(value)
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+            # In serialised JSON a secret may appear escaped (quotes, backslashes,
+            # control characters): look for both forms there.
+            forms = {s for secret in ordered for s in (secret, _json_form(secret))}
+            self._serialised = re.compile(
+                "|".join(re.escape(s) for s in sorted(forms, key=len, reverse=True))
+            )
 
     def add_settings(self, settings: BaseModel, env: Mapping[str, str]) -> None:
         """Register every secret in the settings and every secret-looking variable."""
@@ -64,7 +72,8 @@ class Redactor:
         return pattern.sub(MASK, value)
 
     def contains_secret(self, value: str) -> bool:
-        pattern = self._pattern
+        """Whether ``value`` (plain text or serialised JSON) holds a secret in any form."""
+        pattern = self._serialised
         return pattern is not None and pattern.search(value) is not None
 
     def value(self, value: Any) -> Any:
@@ -84,6 +93,11 @@ class Redactor:
         with self._lock:
             self._secrets.clear()
             self._pattern = None
+            self._serialised = None
+
+
+def _json_form(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 REDACTOR = Redactor()

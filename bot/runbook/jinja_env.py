@@ -7,16 +7,21 @@ before they are built: ``'x' * 10**9``, ``2 ** 10**9``, format widths
 (``'%999999999d'``, ``'{:>999999999}'``), padding methods and filters
 (``ljust``, ``center``, ``indent``), ``replace`` and ``join`` whose result
 would pass :data:`MAX_STRING` characters, and slicing a list into millions
-of parts. ``range`` is limited by Jinja to 100,000 items, and ``lipsum`` is
-not offered at all.
+of parts, ``wordwrap`` and ``batch`` that would explode, ``sum`` over
+anything but numbers, integers multiplied past :data:`MAX_INT_BITS`.
+``range`` gives at most 100,000 items, and all ``range`` calls of one
+rendering together at most :data:`MAX_ITERATIONS` (nested loops included);
+``lipsum`` is not offered at all. :func:`rendering` opens that budget.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from jinja2 import StrictUndefined
@@ -27,7 +32,52 @@ MAX_STRING = 1_000_000
 MAX_WIDTH = 10_000
 MAX_POWER_BITS = 4096
 MAX_PARTS = 10_000
+MAX_INT_BITS = 65_536
+MAX_ITERATIONS = 1_000_000
+MAX_RANGE = 100_000
 JINJA_GLOBALS = frozenset({"range", "dict", "cycler", "joiner", "namespace"})
+
+_BRACE_FIELD = re.compile(r"\{[^{}]*\}")
+_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "template_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def rendering() -> Iterator[None]:
+    """One rendering's iteration budget (see the module docstring)."""
+    token = _budget.set([MAX_ITERATIONS])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def bounded_range(*args: int) -> range:
+    """``range`` with Jinja's size limit plus the rendering's shared iteration budget."""
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise SecurityError(f"range() may give at most {MAX_RANGE:,} items")
+    budget = _budget.get()
+    if budget is not None:
+        budget[0] -= len(numbers)
+        if budget[0] < 0:
+            raise SecurityError(
+                f"a template may iterate over range() at most {MAX_ITERATIONS:,} times in all"
+            )
+    return numbers
+
+
+def _joined_length(items: Any, glue: str) -> int:
+    if not hasattr(items, "__len__"):
+        return 0
+    total = max(len(items) - 1, 0) * len(glue)
+    for item in items:
+        total += len(item) if isinstance(item, str) else len(str(item))
+        if total > MAX_STRING:
+            break
+    return total
+
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
@@ -59,7 +109,13 @@ def check_percent_format(fmt: str, args: Any) -> None:
 
 
 def check_brace_format(fmt: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    """Refuse ``str.format`` with a field width or precision beyond :data:`MAX_WIDTH`."""
+    """Refuse ``str.format`` with a field width or precision beyond :data:`MAX_WIDTH`,
+    or whose fields would repeat the arguments past :data:`MAX_STRING` characters."""
+    fields = len(_BRACE_FIELD.findall(fmt))
+    if fields:
+        longest = max((len(str(v)) for v in [*args, *kwargs.values()]), default=0)
+        if len(fmt) + fields * longest > MAX_STRING:
+            raise _too_large("format()")
     for match in _BRACE_SPEC.finditer(fmt):
         if any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", match.group(1))):
             raise _too_large("format()")
@@ -105,11 +161,24 @@ def _check_filter(name: str, values: list[Any], kwargs: dict[str, Any]) -> None:
         if _estimate_replace(text, old, new, count) > MAX_STRING:
             raise _too_large("the replace filter")
     elif name == "join" and values:
-        items = values[0]
         glue = str(kwargs.get("d", values[1] if len(values) > 1 else ""))
-        length = len(items) if hasattr(items, "__len__") else 0
-        if length and (length - 1) * len(glue) > MAX_STRING:
+        if _joined_length(values[0], glue) > MAX_STRING:
             raise _too_large("the join filter")
+    elif name == "wordwrap" and values:
+        text = str(values[0])
+        width = kwargs.get("width", values[1] if len(values) > 1 else 79)
+        wrap = kwargs.get("wrapstring", values[3] if len(values) > 3 else None)
+        if isinstance(width, int) and width > 0:
+            lines = len(text) // width + text.count("\n") + 1
+            if len(text) + lines * len(str(wrap or "\n")) > MAX_STRING:
+                raise _too_large("the wordwrap filter")
+    elif name == "batch" and len(values) > 1:
+        if isinstance(values[1], int) and values[1] > MAX_PARTS:
+            raise _too_large("the batch filter")
+    elif name == "sum":
+        start = kwargs.get("start", values[2] if len(values) > 2 else 0)
+        if not isinstance(start, (int, float)) or isinstance(start, bool):
+            raise SecurityError("sum() adds numbers only")
     elif name == "format" and values:
         check_percent_format(str(values[0]), values[1:] or kwargs)
     elif name == "slice" and len(values) > 1:
@@ -133,6 +202,12 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
                     raise _too_large("**")
             return operator.pow(left, right)
         if operator_name == "*":
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and left.bit_length() + right.bit_length() > MAX_INT_BITS
+            ):
+                raise _too_large("*")
             for seq, count in ((left, right), (right, left)):
                 if (
                     isinstance(seq, (str, list, tuple))
@@ -172,13 +247,16 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
             name = getattr(__obj, "__name__", "")
             if name in _PADDING_METHODS and any(n > MAX_WIDTH for n in _ints(list(args))):
                 raise _too_large(f"str.{name}")
+            if name == "expandtabs":
+                size = args[0] if args and isinstance(args[0], int) else kwargs.get("tabsize", 8)
+                if isinstance(size, int) and len(owner) + owner.count("\t") * size > MAX_STRING:
+                    raise _too_large("str.expandtabs")
             if name == "replace" and len(args) >= 2:
                 count = args[2] if len(args) > 2 and isinstance(args[2], int) else None
                 if _estimate_replace(owner, str(args[0]), str(args[1]), count) > MAX_STRING:
                     raise _too_large("str.replace")
-            if name == "join" and args and hasattr(args[0], "__len__"):
-                if (len(args[0]) - 1) * len(owner) > MAX_STRING:
-                    raise _too_large("str.join")
+            if name == "join" and args and _joined_length(args[0], owner) > MAX_STRING:
+                raise _too_large("str.join")
         return super().call(__context, __obj, *args, **kwargs)
 
 
@@ -187,7 +265,20 @@ def environment() -> RunbookSandbox:
     """The one sandboxed environment; undefined names are errors."""
     env = RunbookSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.globals = {k: v for k, v in env.globals.items() if k in JINJA_GLOBALS}
-    for name in ("center", "indent", "replace", "join", "format", "slice", "tojson"):
+    env.globals["range"] = bounded_range
+    checked = (
+        "center",
+        "indent",
+        "replace",
+        "join",
+        "format",
+        "slice",
+        "tojson",
+        "wordwrap",
+        "batch",
+        "sum",
+    )
+    for name in checked:
         if name in env.filters:
             env.filters[name] = _checked_filter(name, env.filters[name])
     return env

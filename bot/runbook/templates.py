@@ -29,7 +29,7 @@ from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
 
-from bot.runbook.jinja_env import JINJA_GLOBALS, MAX_STRING, environment
+from bot.runbook.jinja_env import JINJA_GLOBALS, MAX_STRING, environment, rendering
 
 __all__ = [
     "JINJA_GLOBALS",
@@ -420,7 +420,8 @@ def evaluate(text: str, context: Mapping[str, Any]) -> Any:
         TemplateError: naming what was undefined or forbidden.
     """
     try:
-        return _check_defined(_compiled_expression(text.strip())(**context), text)
+        with rendering():
+            return _check_defined(_compiled_expression(text.strip())(**context), text)
     except TemplateError:
         raise
     except (UndefinedError, SecurityError) as exc:
@@ -439,13 +440,17 @@ def render_string(text: str, context: Mapping[str, Any]) -> Any:
         assert match is not None
         return evaluate(match.group("expr"), context)
     try:
-        return _compiled_template(text).render(**context)
+        with rendering():
+            result = _compiled_template(text).render(**context)
     except (UndefinedError, SecurityError) as exc:
         raise TemplateError(f"{exc} (in {text!r})") from exc
     except TemplateError:
         raise
     except Exception as exc:
         raise TemplateError(f"cannot render {text!r}: {exc}") from exc
+    if len(result) > MAX_STRING:
+        raise TemplateError(f"the rendered text would be over {MAX_STRING:,} characters")
+    return result
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:

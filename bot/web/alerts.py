@@ -53,6 +53,8 @@ from bot.triggers.alerts import (
 )
 from bot.web.bodies import BadRequest, json_errors, json_mount, parse_object, read_body
 
+MIN_SECRET_LENGTH = 16  # as for API tokens: guessable secrets are refused
+
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.engine.engine import Engine
@@ -140,7 +142,15 @@ class AlertIntake:
         self.secrets = {}
         for source in self.routes_by_source:
             secret = service.env.get(alert_secret_name(source), "")
-            if secret:
+            if secret and len(secret) < MIN_SECRET_LENGTH:
+                log.warning(
+                    "%s is shorter than %d characters, too easy to guess; until it is "
+                    "longer POST /alerts/%s answers 401 to every request",
+                    alert_secret_name(source),
+                    MIN_SECRET_LENGTH,
+                    source,
+                )
+            elif secret:
                 REDACTOR.add(secret)
                 self.secrets[source] = secret
             else:
@@ -167,7 +177,9 @@ class AlertIntake:
     def health(self) -> dict[str, Any]:
         return {
             "sources": {
-                source: "ok" if source in self.secrets else "no secret (every request gets 401)"
+                source: "ok"
+                if source in self.secrets
+                else "no secret, or one too short (every request gets 401)"
                 for source in sorted(self.routes_by_source)
             }
         }
@@ -196,7 +208,7 @@ class AlertIntake:
             result = await self.intake(service.engine, source, payload)
         except (StoreError, _ShuttingDown) as exc:
             log.error("alert from %s not taken: %s", source, exc)
-            return _unavailable(f"cannot take alerts now: {exc}")
+            return _unavailable("cannot take alerts now; the service log says why")
         except AuditError as exc:
             metrics.rejected.inc(source=label, reason="unrecordable")
             return JSONResponse({"error": f"the alert cannot be recorded: {exc}"}, status_code=400)
@@ -213,8 +225,9 @@ class AlertIntake:
         if secret is None:
             raise BadRequest(
                 401,
-                f"alert source {source!r} has no secret configured "
-                f"({alert_secret_name(source)}); every request is refused",
+                f"alert source {source!r} has no usable secret configured "
+                f"({alert_secret_name(source)}: missing, or shorter than {MIN_SECRET_LENGTH} "
+                "characters); every request is refused",
                 "no_secret",
             )
         authorization = request.headers.get("authorization")

@@ -190,7 +190,7 @@ class Api:
                 return error(400, f"cannot be recorded: {exc}")
             except StoreError as exc:
                 log.error("%s %s: %s", request.method, request.url.path, exc)
-                return _unavailable(str(exc))
+                return _unavailable("the service cannot write its data directory; see its log")
 
         return handler
 

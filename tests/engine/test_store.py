@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -249,3 +250,37 @@ async def test_nothing_is_announced_before_it_is_durable(tmp_path: Path) -> None
     await h.start("quick")
     assert sizes and all(seq <= lines_on_disk for seq, lines_on_disk in sizes)
     await h.close()
+
+
+@pytest.mark.parametrize(
+    "secret", ['pa"ss\\w0rd-XYZ', "tab\tsecret99", "line\nbreak-secret", "plainSecret123"]
+)
+async def test_secrets_with_json_special_characters_are_redacted_on_disk(
+    tmp_path: Path, secret: str
+) -> None:
+    from bot.redact import REDACTOR
+
+    REDACTOR.add(secret)
+    try:
+        h = make_engine(
+            """
+name: leaky
+inputs:
+  token: {type: string}
+steps:
+  - id: a
+    uses: core.echo
+    with: {value: "{{ inputs.token }}"}
+""",
+            data_dir=tmp_path,
+        )
+        await h.start("leaky", {"token": secret})
+        await h.close()
+        escaped = json.dumps(secret, ensure_ascii=False)[1:-1].encode()
+        for path in tmp_path.rglob("*"):
+            if path.is_file() and path.name != "lock":
+                data = path.read_bytes()
+                assert secret.encode() not in data and escaped not in data, path
+        assert verify(str(tmp_path / "audit.jsonl")).ok
+    finally:
+        REDACTOR.clear()

@@ -195,3 +195,18 @@ async def test_garbage_is_refused_before_anything_reads_it(start_app: Any) -> No
     assert (await app.post(b"payload=notjson")).status_code == 400
     await app.settle()
     assert started_runs(app) == 0
+
+
+async def test_oversized_chunked_body_is_refused_while_reading(start_app: Any) -> None:
+    app = await start_app({"gated.yaml": GATED})
+
+    async def chunks() -> Any:
+        for _ in range(64):  # 64 MiB offered, chunked (no Content-Length), unsigned
+            yield b"x" * (1024 * 1024)
+
+    # the server stops reading at the limit (bot.web.bodies.read_body) and answers 413,
+    # before any signature check; it never buffers the whole body
+    answer = await app.http.post(app.url + "/slack/events", content=chunks())
+    assert answer.status_code == 413
+    await app.settle()
+    assert started_runs(app) == 0

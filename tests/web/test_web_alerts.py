@@ -64,6 +64,14 @@ steps:
   - id: nothing
     uses: core.noop
 """,
+    "short": """
+name: short
+triggers:
+  - alert: {source: short}
+steps:
+  - id: nothing
+    uses: core.noop
+""",
 }
 
 
@@ -71,7 +79,9 @@ steps:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     tmp = tmp_path_factory.mktemp("alerts")
     write_runbooks(tmp / "runbooks", RUNBOOKS)
-    with ServeProcess(tmp, base_env(tmp)) as serve:
+    env = base_env(tmp)
+    env["RUNBOOK_ALERT_SECRET_SHORT"] = "tooshort"  # guessable: refused like no secret
+    with ServeProcess(tmp, env) as serve:
         yield serve
 
 
@@ -200,6 +210,16 @@ def test_known_source_without_secret_always_401_and_serve_warned(
     health = client.get("/healthz").json()
     assert health["alerts"]["sources"]["edr"] == "ok"
     assert "no secret" in health["alerts"]["sources"]["quiet"]
+
+
+def test_a_secret_shorter_than_16_characters_is_refused(
+    server: ServeProcess, client: httpx.Client
+) -> None:
+    answer = post_alert(client, "short", {"x": 1}, secret="tooshort")
+    assert answer.status_code == 401
+    assert "shorter than 16" in answer.json()["error"]
+    assert server.logs is not None
+    server.logs.wait_for(lambda r: "RUNBOOK_ALERT_SECRET_SHORT is shorter" in str(r["message"]))
 
 
 # -- bodies ---------------------------------------------------------------------------------
@@ -474,7 +494,7 @@ def test_healthz_reports_the_facts(client: httpx.Client) -> None:
     assert health.status_code == 200
     facts = health.json()
     assert facts["ok"] is True and facts["store"] == "ok"
-    assert facts["checks"]["runbooks_loaded"] == 3
+    assert facts["checks"]["runbooks_loaded"] == len(RUNBOOKS)
     assert facts["checks"]["data_dir_writable"] is True
 
 

@@ -38,6 +38,7 @@ from starlette.routing import Route
 from bot.chat.slack.ids import FIELDS_VIEW, ActionId
 from bot.chat.slack.interactions import Interactions
 from bot.chat.slack.slash import SlashCommands
+from bot.web.bodies import BadRequest, read_body
 
 log = logging.getLogger("runbook.slack")
 
@@ -207,12 +208,11 @@ def events_route(app: AsyncApp, signing_secret: str) -> Route:
     verifier = SignatureVerifier(signing_secret)
 
     async def endpoint(request: Request) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY:
-            return JSONResponse({"error": "request body too large"}, status_code=413)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "request body too large"}, status_code=413)
+        try:  # bounded while reading: a chunked body is never buffered past the limit
+            body = await read_body(request, MAX_BODY)
+        except BadRequest as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        request._body = body  # Starlette's cache: bolt reads the same bytes
         if not signed(verifier, body, request):
             return JSONResponse({"error": "invalid request signature"}, status_code=401)
         try:

@@ -1,0 +1,62 @@
+"""Rendering limits: templates that would build huge values or loop for minutes fail fast."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.runbook.templates import TemplateError, render_string
+
+HOSTILE = [
+    ("{{ (['x'*1000000]*200) | join }}", "join filter"),
+    ("{{ ('x'*1000000).join(['a'] * 100) }}", "str.join"),
+    ("{{ ('\\t'*100000).expandtabs(2000) }}", "str.expandtabs"),
+    ("{{ ('{0}'*20000).format('x'*10000) }}", "format()"),
+    ("{{ ('x'*100000) | wordwrap(1, true, 'y'*100) }}", "wordwrap filter"),
+    ("{{ range(10) | batch(100000000, 0) | list }}", "batch filter"),
+    ("{{ [[1]] | sum(start=[]) }}", "numbers only"),
+    (
+        "{% set ns = namespace(n=2**2000) %}{% for i in range(20) %}"
+        "{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n > 0 }}",
+        "*",
+    ),
+    (
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x",
+        "range() at most",
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "needle"), HOSTILE)
+def test_hostile_templates_fail_fast_with_a_clear_error(template: str, needle: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(TemplateError) as info:
+        render_string(template, {})
+    assert needle in info.value.message
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ ['a', 'b'] | join(',') }}", "a,b"),
+        ("{{ 'ab\\tc'.expandtabs(4) }}", "ab  c"),
+        ("{{ '{0}-{1}'.format('a', 'b') }}", "a-b"),
+        ("{{ [1, 2, 3] | sum }}", 6),
+        ("{% for i in range(3) %}{{ i }}{% endfor %}", "012"),
+        ("{{ 'a b c' | wordwrap(3) }}", "a b\nc"),
+        (
+            "{{ 12345678901234567890 * 98765432109876543210 }}",
+            12345678901234567890 * 98765432109876543210,
+        ),
+    ],
+)
+def test_ordinary_templates_still_render(template: str, expected: object) -> None:
+    assert render_string(template, {}) == expected
+
+
+def test_the_iteration_budget_is_per_rendering() -> None:
+    loop = "{% for a in range(1000) %}{% for b in range(900) %}{% endfor %}{% endfor %}ok"
+    assert render_string(loop, {}) == "ok"  # 901,000 iterations: within one budget
+    assert render_string(loop, {}) == "ok"  # a new rendering, a new budget
