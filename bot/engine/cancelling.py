@@ -23,6 +23,7 @@ async def cancel(engine: Engine, run_id: str, identity: str) -> RunState:
         ConflictError: the run already ended.
         PermissionDenied: not the requester, someone in run_by, or an approver.
     """
+    await engine.sync()  # answer only from durable state
     run = engine.store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"unknown run {run_id}", kind="run", key=run_id)

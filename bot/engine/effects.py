@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING
@@ -20,9 +21,21 @@ log = logging.getLogger("runbook.engine")
 
 async def follow(engine: Engine, run: RunState, follow: FollowUp) -> None:
     """Act on a durable transaction: spawn steps, post gates, compensate, announce."""
+    current = asyncio.current_task()
+    if current is not None:  # compensations may run here: Engine.close waits for them
+        engine.following.add(current)
+    try:
+        await _follow(engine, run, follow)
+    finally:
+        if current is not None:
+            engine.following.discard(current)
+
+
+async def _follow(engine: Engine, run: RunState, follow: FollowUp) -> None:
     live = engine.live_of(run.id)
-    for sid in follow.spawn:
-        engine.spawn_step(run, sid, recorded=True)
+    if run.cancelled_by is None:  # after a cancel, started steps are wound down instead
+        for sid in follow.spawn:
+            engine.spawn_step(run, sid, recorded=True)
     live.busy += 1
     try:
         for sid in follow.changed_gates:

@@ -113,6 +113,7 @@ class Engine:
         self.closing = False
         self.dedup_inflight: dict[str, asyncio.Future[RunState]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.following: set[asyncio.Task[Any]] = set()  # acting on durable transactions
         self._views: dict[str, RunbookView] = {}
         store.on_durable.append(self._announce)
         self.fatal: StoreError | None = None
@@ -159,13 +160,16 @@ class Engine:
         record: after a restart the crash-recovery rules apply to them.
         """
         self.accepting = False
-        tasks = [t for live in self.live.values() for t in live.tasks.values() if not t.done()]
+
+        def working() -> list[asyncio.Task[Any]]:
+            steps = [t for live in self.live.values() for t in live.tasks.values()]
+            return [t for t in (*steps, *self._background, *self.following) if not t.done()]
+
+        tasks = working()
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
         self.closing = True
-        leftovers = [
-            t for live in self.live.values() for t in live.tasks.values() if not t.done()
-        ] + [t for t in self._background if not t.done()]
+        leftovers = [t for t in working() if t is not asyncio.current_task()]
         for task in leftovers:
             task.cancel()
         for task in leftovers:
@@ -235,6 +239,9 @@ class Engine:
             if self.fatal is not None:
                 raise self.fatal
             live = self.live_of(run_id)
+            # A transition may have left the flag set while the run moves on; it is
+            # set again once the run settles (update_settled), so clear it and wait.
+            live.settled.clear()
             await live.settled.wait()
             if self.fatal is not None:
                 raise self.fatal
@@ -381,6 +388,8 @@ class Engine:
             else:
                 if run.thread is None and not run.started_any:
                     await effects.chat_started(self, run)
+                if recover:  # before a wind-down, which would run them again
+                    await recovery.recover_compensations(self, run, plan)
                 if run.cancelled_by is not None:
                     await recovery.wind_down(self, run)
                     return

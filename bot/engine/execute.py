@@ -85,6 +85,8 @@ async def run_call(
     engine: Engine, run: RunState, plan: RunbookPlan, sid: str, step: CallStep, *, recorded: bool
 ) -> dict[str, Any]:
     """Run a call step to its end; returns its outcome event (not yet recorded)."""
+    if run.cancelled_by is not None:  # cancelled before its call could start
+        return engine.event(run, "step.cancelled", step=sid, data={"reason": "run cancelled"})
     state = run.steps[sid]
     try:
         spec = engine.actions.lookup(step.uses)

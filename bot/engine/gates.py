@@ -175,7 +175,8 @@ async def fire_due(engine: Engine, run: RunState) -> None:
     now = iso(engine.clock.now())
     for sid in list(run.waiting_gates):
         gate = run.steps[sid].gate
-        assert gate is not None
+        if gate is None or not run.steps[sid].waiting:
+            continue  # an earlier gate's end in this pass closed it
         if gate.escalate_at and not gate.escalated and gate.escalate_at <= now:
             await engine.record(
                 run,
@@ -265,6 +266,7 @@ async def decide(
         NotFoundError: unknown run, or a step the run does not have.
         InputError: approval fields that do not fit.
     """
+    await engine.sync()  # answer only from durable state
     run = engine.store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"unknown run {run_id}", kind="run", key=run_id)

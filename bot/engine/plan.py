@@ -124,6 +124,17 @@ def compensation_order(run: RunState, plan: RunbookPlan) -> list[str]:
         if state.outcome is Outcome.SUCCEEDED
         and isinstance(plan.steps[step_id].step, CallStep)
         and plan.steps[step_id].step.compensate is not None  # type: ignore[union-attr]
-        and state.compensation not in ("succeeded", "failed")
+        and not _compensated(state)
     ]
     return sorted(done, key=lambda sid: run.steps[sid].completed or 0, reverse=True)
+
+
+def _compensated(state: Any) -> bool:
+    """Whether every compensation a succeeded step needs has ended (for_each: each item)."""
+    if isinstance(state.output, list) and (
+        state.compensated_items
+        or state.compensating_item is not None
+        or state.compensation == "items"
+    ):
+        return all(index in state.compensated_items for index in range(len(state.output)))
+    return state.compensation in ("succeeded", "failed")

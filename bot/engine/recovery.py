@@ -25,6 +25,8 @@ async def wind_down(engine: Engine, run: RunState) -> None:
     live.finishing = True
     txn = engine.begin()
     changed = []
+    for sid in [s for s, task in live.tasks.items() if task.done()]:
+        del live.tasks[sid]  # cancelled before it ever ran: its own handler never did
     for sid in run.step_ids:
         state = run.steps[sid]
         if state.running and sid not in live.tasks:
@@ -128,9 +130,13 @@ async def recover_interrupted(
             gates.request_recovery(engine, run, plan, sid, txn)
             await engine.commit(txn)
             await gates.post(engine, run, sid)
+
+
+async def recover_compensations(engine: Engine, run: RunState, plan: RunbookPlan) -> None:
+    """Compensations a crash interrupted: a safe one simply runs again with the rest;
+    an unsafe one is recorded failed (a person must check it), never repeated."""
     for sid in plan.order:
-        state = run.steps[sid]
-        if state.compensation == "started":
+        if run.steps[sid].compensation == "started":
             await recover_compensation(engine, run, plan, sid)
 
 
@@ -142,13 +148,12 @@ async def recover_compensation(engine: Engine, run: RunState, plan: RunbookPlan,
     except LookupError:
         safe = False
     if not safe:
-        await engine.record(
-            run,
-            "compensation.failed",
-            step=sid,
-            data={
-                "uses": step.compensate.uses,
-                "error": f"interrupted by a restart; not repeated because "
-                f"{step.compensate.uses} is not idempotent — check it by hand",
-            },
-        )
+        data: dict[str, Any] = {
+            "uses": step.compensate.uses,
+            "error": f"interrupted by a restart; not repeated because "
+            f"{step.compensate.uses} is not idempotent — check it by hand",
+        }
+        item = run.steps[sid].compensating_item
+        if item is not None:
+            data["item"] = item
+        await engine.record(run, "compensation.failed", step=sid, data=data)

@@ -38,6 +38,7 @@ async def dedup_join(engine: Engine, slot: str) -> RunState | None:
             return None
     entry = engine.store.world.dedup.get(slot)
     if entry is not None and entry.until > iso(engine.clock.now()):
+        await engine.sync()  # the run it names is on disk before anyone hears of it
         return engine.store.get_run(entry.run_id)
     return None
 
@@ -150,6 +151,7 @@ async def start_run(
     if idempotency_key is not None and idempotency_key in engine.store.world.idempotency:
         existing = engine.store.get_run(engine.store.world.idempotency[idempotency_key])
         if existing is not None:
+            await engine.sync()  # the run it names is on disk before anyone hears of it
             return StartResult(existing, deduplicated=True)
     slot = dedup_slot(name, dedup[0]) if dedup else None
     if slot is not None:

@@ -111,8 +111,9 @@ class StepState:
     between_attempts: bool = False
     gate: GateState | None = None
     completed: int | None = None  # order of completion, for compensation
-    compensation: str | None = None  # started | succeeded | failed
-    compensated_items: set[int] = field(default_factory=set)
+    compensation: str | None = None  # started | succeeded | failed (whole step)
+    compensated_items: set[int] = field(default_factory=set)  # for_each items undone
+    compensating_item: int | None = None  # the item whose compensation is in progress
     reason: str | None = None
 
     @property
@@ -348,9 +349,16 @@ def apply(world: World, record: dict[str, Any], offset: int | None = None) -> Ru
         _apply_approval(run, step, event, data, record.get("actor") or "", ts)
     elif event.startswith("compensation.") and step is not None:
         phase = event.split(".", 1)[1]
-        step.compensation = phase
-        if phase in ("succeeded", "failed") and data.get("item") is not None:
-            step.compensated_items.add(int(data["item"]))
+        item = data.get("item")
+        if item is None:
+            step.compensation = phase
+        elif phase == "started":  # one item of a for_each step: the step is not done yet
+            step.compensation = "started"
+            step.compensating_item = int(item)
+        else:
+            step.compensated_items.add(int(item))
+            step.compensation = "items"
+            step.compensating_item = None
     elif event == "run.cancelled":
         run.cancelled_by = record.get("actor") or "system"
     elif event == "run.finished":
@@ -383,7 +391,10 @@ def _apply_step(run: RunState, step: StepState, event: str, data: dict[str, Any]
             step.started_at = ts
         return
     if event == "step.retrying":
-        step.between_attempts = True
+        # Between two attempts no call is in flight — unless this is one item of a
+        # for_each step, whose other items may well be mid-call.
+        if data.get("index") is None:
+            step.between_attempts = True
         step.error = data.get("error")
         return
     if event == "step.item_succeeded":

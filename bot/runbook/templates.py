@@ -413,12 +413,64 @@ def _check_defined(value: Any, text: str) -> Any:
     return value
 
 
+_PATH = re.compile(rf"\s*({_IDENT})((?:\.{_IDENT}|\[\d+\])*)\s*")
+_MISS = object()
+
+
+@functools.lru_cache(maxsize=65536)
+def _plain_path(text: str) -> tuple[str, tuple[str | int, ...]] | None:
+    """``a.b[0].c`` as (root, segments), or None for anything else."""
+    match = _PATH.fullmatch(text)
+    if match is None:
+        return None
+    segments = tuple(
+        name if name else int(index) for name, index in _SEGMENT.findall(match.group(2))
+    )
+    return match.group(1), segments
+
+
+def _lookup(path: tuple[str, tuple[str | int, ...]], context: Mapping[str, Any]) -> Any:
+    """Resolve a plain path the way Jinja's sandbox would, or _MISS to let Jinja do it.
+
+    Only plain lookups are taken: a key of a mapping that the mapping's type has no
+    attribute of that name for (so Jinja's getattr would fall through to the key),
+    or an index into a list within range. Anything else — a missing key, a private
+    name, an attribute, an undefined value — goes to Jinja, so errors stay the same.
+    """
+    root, segments = path
+    if root.startswith("_") or root not in context:
+        return _MISS
+    value = context[root]
+    for segment in segments:
+        if isinstance(segment, int):
+            if not isinstance(value, (list, tuple)) or not -len(value) <= segment < len(value):
+                return _MISS
+            value = value[segment]
+        elif (
+            segment.startswith("_")
+            or not isinstance(value, Mapping)
+            or hasattr(type(value), segment)
+            or segment not in value
+        ):
+            return _MISS
+        else:
+            value = value[segment]
+    if callable(value) or isinstance(value, Undefined):
+        return _MISS
+    return value
+
+
 def evaluate(text: str, context: Mapping[str, Any]) -> Any:
     """Evaluate a bare expression to its native value.
 
     Raises:
         TemplateError: naming what was undefined or forbidden.
     """
+    path = _plain_path(text)
+    if path is not None:  # most expressions are plain paths: no Jinja context needed
+        value = _lookup(path, context)
+        if value is not _MISS:
+            return value
     try:
         with rendering():
             return _check_defined(_compiled_expression(text.strip())(**context), text)

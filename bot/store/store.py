@@ -63,7 +63,11 @@ class Transaction:
     def add(self, event: dict[str, Any], max_bytes: int | None = None) -> dict[str, Any]:
         audit = self.store.audit
         offset = audit.reserved
-        record, line = audit.build(event, event["ts"], max_bytes)
+        built, line = audit.build(event, event["ts"], max_bytes)
+        # Apply exactly what replay will read back (tuples become lists, int keys
+        # strings...), so live state and state rebuilt after a restart are equal.
+        # (only ``data`` can hold such values: the other fields are strings and ints)
+        record = json.loads(line) if _needs_normalising(built["data"]) else built
         apply(self.store.world, record, offset)
         self.records.append(record)
         self._lines.append(line)
@@ -105,6 +109,7 @@ class DataStore:
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
         self._index: dict[str, dict[str, Any]] | None = None
+        self._saved_definitions: set[str] = set()
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -146,6 +151,8 @@ class DataStore:
                     with contextlib.suppress(StoreError):
                         self.flush_now()
                 self.audit.close()
+                if self.audit.broken is not None:
+                    return  # memory is ahead of the disk: never snapshot it
                 try:
                     await self.checkpoint()
                 except StoreError as exc:
@@ -310,7 +317,9 @@ class DataStore:
         """
         if self.readonly:
             return
-        if self._pending_lines and self.audit.broken is None:
+        if self.audit.broken is not None:
+            raise StoreError(f"no snapshot: {self.audit.broken}")
+        if self._pending_lines:
             self.flush_now()
         world = self.world
         finished = [
@@ -437,12 +446,16 @@ class DataStore:
 
     async def save_definition(self, digest: str, form: str, text: str) -> None:
         path = self.data_dir / "definitions" / f"{digest}.{'md' if form == 'markdown' else 'yaml'}"
+        if digest in self._saved_definitions:
+            return
         if path.exists():
+            self._saved_definitions.add(digest)
             return
         try:
             self.fileops.write_file(str(path), text.encode("utf-8"))
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        self._saved_definitions.add(digest)
 
     def load_definition(self, digest: str) -> tuple[str, str] | None:
         for suffix, form in (("yaml", "yaml"), ("md", "markdown")):
@@ -450,3 +463,19 @@ class DataStore:
             if path.exists():
                 return form, path.read_text(encoding="utf-8")
         return None
+
+
+_JSON_NATIVE = (str, int, float, bool, type(None))
+
+
+def _needs_normalising(value: Any) -> bool:
+    """Whether a value holds anything JSON would give back differently (cheap walk)."""
+    if isinstance(value, _JSON_NATIVE):
+        return False
+    if isinstance(value, list):
+        return any(_needs_normalising(item) for item in value)
+    if isinstance(value, dict):
+        return any(
+            not isinstance(key, str) or _needs_normalising(item) for key, item in value.items()
+        )
+    return True

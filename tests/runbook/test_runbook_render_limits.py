@@ -60,3 +60,53 @@ def test_the_iteration_budget_is_per_rendering() -> None:
     loop = "{% for a in range(1000) %}{% for b in range(900) %}{% endfor %}{% endfor %}ok"
     assert render_string(loop, {}) == "ok"  # 901,000 iterations: within one budget
     assert render_string(loop, {}) == "ok"  # a new rendering, a new budget
+
+
+CONTEXT = {
+    "inputs": {"host": "web-1", "n": 3, "items": "an input named like a dict method"},
+    "alert": {"device": {"hostname": "db-1", "tags": ["a", "b"]}, "severity": 90},
+    "steps": {"find": {"output": {"ids": [7, 8]}, "outcome": "succeeded"}},
+}
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "inputs.host",
+        "inputs.n",
+        "alert.device.hostname",
+        "alert.device.tags[1]",
+        "alert.device.tags",
+        "steps.find.output.ids[0]",
+        "steps.find.outcome",
+        "inputs.items",  # Jinja gives dict.items (a method) here: the fast path must not
+        "alert.device.missing",
+        "alert.device.tags[5]",
+        "nothing.here",
+        "inputs._private",
+    ],
+)
+def test_plain_paths_resolve_exactly_as_jinja_does(expression: str) -> None:
+    from bot.runbook import templates
+
+    def through_jinja() -> object:
+        try:
+            with templates.rendering():
+                value = templates._compiled_expression(expression)(**CONTEXT)
+            return templates._check_defined(value, expression)
+        except Exception as exc:  # the error kind is what must match
+            return type(exc)
+
+    def fast() -> object:
+        try:
+            return render_string("{{ " + expression + " }}", CONTEXT)
+        except TemplateError:
+            return TemplateError
+
+    expected, got = through_jinja(), fast()
+    if isinstance(expected, type):
+        assert got is TemplateError
+    elif callable(expected):
+        assert callable(got)
+    else:
+        assert got == expected
