@@ -203,6 +203,17 @@ async def wait_all_finished(url: str, expected: int) -> None:
             await asyncio.sleep(0.05)
 
 
+def peak_rss_mib(pid: int) -> str:
+    """The process's peak resident set (Linux), for the record."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) / 1024:.0f} MiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -266,6 +277,7 @@ async def main() -> int:
                 f"({'OK' if ok else 'WRONG'}); {args.alerts / elapsed:.0f} alerts/s, "
                 f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms"
             )
+            print(f"server peak RSS: {peak_rss_mib(proc.pid)}")
             return 0 if ok else 1
         except BaseException:
             print("server log (last lines):", file=sys.stderr)

