@@ -21,8 +21,10 @@ from bot.runbook.source import Budget, LimitError, Pos, SourceError, SourceMap, 
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _ATX = re.compile(r"^ {0,3}(?P<hashes>#{1,6})(?:[ \t]+(?P<text>.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SETEXT = re.compile(r"^ {0,3}(?P<bar>=+|-+)[ \t]*$")
+_NOT_PARAGRAPH = re.compile(r"^(?: {4}|\t| {0,3}(?:>|[-*+](?:[ \t]|$)|\d{1,9}[.)](?:[ \t]|$)))")
 _STEP_INFO = {"step", "yaml step"}
-_MARKERS = frozenset("`~#")
+_MARKERS = frozenset("`~#=-")
 
 
 @dataclass(slots=True)
@@ -117,9 +119,14 @@ def split_markdown(text: str) -> MarkdownDoc:
             index = end + 1
             continue
         atx = _ATX.match(line)
-        if atx:
-            title = (atx.group("text") or "").strip()
-            if doc.title is None and len(atx.group("hashes")) == 1 and title:
+        setext = None if atx else _setext_heading(line, prose)
+        if atx or setext:
+            if atx:
+                title, level = (atx.group("text") or "").strip(), len(atx.group("hashes"))
+            else:
+                assert setext is not None
+                title, level = setext
+            if doc.title is None and level == 1 and title:
                 doc.title = title
             heading = title or heading
             prose = []
@@ -127,6 +134,26 @@ def split_markdown(text: str) -> MarkdownDoc:
             prose.append(line)
         index += 1
     return doc
+
+
+def _setext_heading(line: str, prose: list[str]) -> tuple[str, int] | None:
+    """A Setext heading: a paragraph underlined with ``===`` (level 1) or ``---`` (level 2).
+
+    The underline belongs to the paragraph that ends on the line above it; a
+    ``---`` after a blank line, a list item or a quote is a thematic break or
+    part of that block, not a heading (as CommonMark reads it).
+    """
+    bar = _SETEXT.match(line)
+    if bar is None or not prose or not prose[-1].strip():
+        return None
+    start = len(prose)
+    while start > 0 and prose[start - 1].strip():
+        start -= 1
+    paragraph = prose[start:]
+    if _NOT_PARAGRAPH.match(paragraph[0]) or any(_FENCE.match(part) for part in paragraph):
+        return None
+    title = " ".join(part.strip() for part in paragraph)
+    return title, 1 if bar.group("bar")[0] == "=" else 2
 
 
 def _dedent(line: str, indent: int) -> str:

@@ -158,3 +158,69 @@ uses: core.noop
     assert result.diagnostics == []
     assert result.loaded is not None
     assert result.loaded.runbook.step_ids == ["spaced"]
+
+
+SETEXT = """\
+---
+name: setext
+---
+
+Isolate a host
+==============
+
+Intro prose, not a heading.
+
+Find the host
+-------------
+Look it up on the EDR
+before acting.
+
+```step
+id: find
+uses: core.noop
+```
+
+- a list item
+---
+
+```text
+code
+```
+---
+
+A paragraph that runs
+over two lines
+---
+
+```step
+id: two
+uses: core.noop
+```
+"""
+
+
+def test_setext_headings_title_the_runbook_and_its_steps(registry: ConnectorRegistry) -> None:
+    result = load_text(SETEXT, "setext.md", registry)
+
+    assert result.diagnostics == []
+    assert result.loaded is not None
+    runbook = result.loaded.runbook
+    assert runbook.title == "Isolate a host"
+    steps = {step.id: (step.title, step.description) for step in runbook.steps}
+    assert steps == {
+        "find": ("Find the host", "Look it up on the EDR\nbefore acting."),
+        "two": ("A paragraph that runs over two lines", None),
+    }
+
+
+def test_a_rule_after_a_list_or_a_code_block_is_not_a_heading(
+    registry: ConnectorRegistry,
+) -> None:
+    text = SETEXT.replace("A paragraph that runs\nover two lines\n---\n", "")
+
+    result = load_text(text, "setext.md", registry)
+
+    assert result.loaded is not None
+    two = result.loaded.runbook.steps[1]
+    assert two.title == "Find the host"
+    assert two.description is not None and "- a list item" in two.description
