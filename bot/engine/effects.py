@@ -73,6 +73,9 @@ async def chat_started(engine: Engine, run: RunState) -> None:
         return
     if ref:
         await engine.record(run, "chat.posted", data={"purpose": "thread", **ref})
+        # The status message comes first in the thread, before any approval or notice;
+        # from here on it is only edited.
+        await chat_progress(engine, run)
 
 
 async def chat_progress(engine: Engine, run: RunState) -> None:

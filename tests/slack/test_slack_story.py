@@ -232,3 +232,26 @@ async def test_the_status_message_is_edited_in_place_not_flooded(start_app: Any)
     edits = [c for c in fake.api_calls("chat.update") if c.args["ts"] == status[0]["ts"]]
     assert 1 <= len(edits) <= 3, "14 records, a handful of edits"
     assert len(replies) == 2  # the status message and the summary
+
+
+GATE_FIRST = """
+name: gate-first
+channel: "#soc-incidents"
+steps:
+  - id: ask
+    approval: {prompt: "Go?", approvers: {users: [U0BOB]}}
+  - {id: after, uses: core.noop}
+"""
+
+
+async def test_the_status_message_comes_first_in_the_thread(start_app: Any) -> None:
+    app = await start_app({"gate.yaml": GATE_FIRST})
+    app.extension.chat.status_interval = 60.0  # edits wait; the first post must not
+    fake = app.fake
+    await app.command("run gate-first", user=ALICE)
+    await app.until(lambda: len(approval_posts(fake)) == 1)
+    (root,) = [m for m in fake.messages(SOC) if "thread_ts" not in m]
+    in_thread = [m for m in fake.messages(SOC) if m.get("thread_ts") == root["ts"]]
+    assert "Status:" in text_of(in_thread[0].get("blocks"))
+    assert actions_of(in_thread[1].get("blocks")), "then the approval request"
+    assert len(in_thread) == 2
