@@ -75,8 +75,10 @@ def _parse_tokens(text: str) -> dict[str, SecretStr]:
         name, sep, token = part.strip().partition(":")
         if not sep or not name or not token:
             raise ValueError("expected name:token pairs separated by commas")
-        if len(token) < 16:
-            raise ValueError(f"the token of {name!r} is shorter than 16 characters")
+        if name in tokens:
+            raise ValueError(f"API token name {name!r} is given twice")
+        if any(token == other.get_secret_value() for other in tokens.values()):
+            raise ValueError(f"the token of {name!r} is also another name's token")
         tokens[name] = SecretStr(token)
     return tokens
 
@@ -110,8 +112,9 @@ class Settings(BaseModel):
     api_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
         alias="RUNBOOK_API_TOKENS",
-        description="API bearer tokens as comma-separated `name:token` pairs (16+ characters); "
-        "the name is the actor (`api:<name>`).",
+        description="API bearer tokens as comma-separated `name:token` pairs; the name is the "
+        "actor (`api:<name>`). Use 32+ random characters; `serve` warns about tokens shorter "
+        "than 16 and refuses one token under two names.",
     )
     log_format: Literal["text", "json"] = Field(
         "text", alias="RUNBOOK_LOG_FORMAT", description="`text` or `json` (one object a line)."

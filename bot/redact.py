@@ -18,6 +18,7 @@ from pydantic import BaseModel, SecretStr
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
+WEAK_SECRET_LENGTH = 16  # shorter API tokens and alert secrets are taken, with a warning
 _SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ROUTING_KEY|PRIVATE_KEY)", re.I)
 
 

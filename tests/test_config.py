@@ -40,7 +40,8 @@ def test_groups_tokens_and_defaults_parse() -> None:
     ("env", "needle"),
     [
         ({"RUNBOOK_PORT": "eighty"}, "RUNBOOK_PORT"),
-        ({"RUNBOOK_API_TOKENS": "ci:short"}, "shorter than 16"),
+        ({"RUNBOOK_API_TOKENS": "ci:0123456789abcdef0123,ci:fedcba98765432100123"}, "twice"),
+        ({"RUNBOOK_API_TOKENS": "ci:0123456789abcdef0123,cd:0123456789abcdef0123"}, "also"),
         ({"RUNBOOK_GROUPS": "nogroup"}, "group=member"),
         ({"RUNBOOK_LOG_FORMAT": "xml"}, "RUNBOOK_LOG_FORMAT"),
     ],
@@ -49,6 +50,17 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
     with pytest.raises(ConfigError) as info:
         load_settings(env)
     assert needle in str(info.value)
+
+
+def test_a_short_api_token_is_taken(tmp_path: Path) -> None:
+    settings = load_settings({"RUNBOOK_API_TOKENS": "ci:short"})
+    assert settings.api_tokens["ci"].get_secret_value() == "short"
+
+
+def test_a_shared_token_is_not_shown_in_the_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"RUNBOOK_API_TOKENS": "a:sharedsecret123,b:sharedsecret123"})
+    assert "sharedsecret123" not in str(info.value)
 
 
 def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:

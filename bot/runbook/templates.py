@@ -69,11 +69,13 @@ class TemplateError(Exception):
 
     Attributes:
         line: 1-based line inside the template text, when known.
+        undefined: the data has no such value (a missing key), rather than a bad one.
     """
 
-    def __init__(self, message: str, line: int | None = None) -> None:
+    def __init__(self, message: str, line: int | None = None, *, undefined: bool = False) -> None:
         self.message = message
         self.line = line
+        self.undefined = undefined
         super().__init__(message)
 
 
@@ -408,8 +410,8 @@ def _check_defined(value: Any, text: str) -> Any:
         try:
             str(value)
         except UndefinedError as exc:
-            raise TemplateError(f"{exc.message} (in {text!r})") from exc
-        raise TemplateError(f"undefined value (in {text!r})")
+            raise TemplateError(f"{exc.message} (in {text!r})", undefined=True) from exc
+        raise TemplateError(f"undefined value (in {text!r})", undefined=True)
     return value
 
 
@@ -476,7 +478,9 @@ def evaluate(text: str, context: Mapping[str, Any]) -> Any:
             return _check_defined(_compiled_expression(text.strip())(**context), text)
     except TemplateError:
         raise
-    except (UndefinedError, SecurityError) as exc:
+    except UndefinedError as exc:
+        raise TemplateError(f"{exc} (in {text!r})", undefined=True) from exc
+    except SecurityError as exc:
         raise TemplateError(f"{exc} (in {text!r})") from exc
     except Exception as exc:
         raise TemplateError(f"cannot evaluate {text!r}: {exc}") from exc

@@ -111,6 +111,8 @@ def map_alert(route: AlertRoute, alert: Mapping[str, Any]) -> Mapped | MappingFa
         try:
             holds = bool(evaluate(spec.if_, context))
         except TemplateError as exc:
+            if exc.undefined:  # alerts differ in shape: one without the field does not match
+                return None
             return MappingFailure(route, f"if: {exc.message}", matched=False)
         if not holds:
             return None

@@ -46,7 +46,7 @@ from bot.errors import (
     StoreError,
 )
 from bot.logs import run_id_var, step_id_var
-from bot.redact import REDACTOR
+from bot.redact import REDACTOR, WEAK_SECRET_LENGTH
 from bot.web.bodies import (
     BadRequest,
     error,
@@ -101,8 +101,15 @@ class Api:
 
     async def prepare(self, service: Service) -> None:
         self.service = service
-        for token in self.settings.api_tokens.values():
+        for name, token in self.settings.api_tokens.items():
             REDACTOR.add(token)
+            if len(token.get_secret_value()) < WEAK_SECRET_LENGTH:
+                log.warning(
+                    "the API token of %r is shorter than %d characters and easy to guess; "
+                    "use 32 or more random characters",
+                    name,
+                    WEAK_SECRET_LENGTH,
+                )
         if not self._tokens:
             log.info("the API is off: set RUNBOOK_API_TOKENS (name:token pairs) to use /api")
 

@@ -175,13 +175,10 @@ class AlertAnswer(BaseModel):
     runs: list[StartedByAlert]
     deduplicated: list[JoinedByAlert]
     matched: int = Field(description="triggers whose `if` held, deduplicated ones included")
-    errors: list[AlertProblem]
-
-
-class AlertRefused(AlertAnswer):
-    """Every matching trigger failed to map the alert: nothing started."""
-
-    error: str
+    errors: list[AlertProblem] | None = Field(
+        None, description="only when a trigger could not be evaluated or mapped: what and why"
+    )
+    error: str | None = Field(None, description="only with `errors`: the first reason")
 
 
 MODELS: tuple[type[BaseModel], ...] = (
@@ -195,7 +192,6 @@ MODELS: tuple[type[BaseModel], ...] = (
     DecisionAnswer,
     DecisionRefused,
     AlertAnswer,
-    AlertRefused,
 )
 
 
@@ -399,7 +395,6 @@ def _paths(runbooks: Sequence[Runbook], sources: list[str]) -> dict[str, Any]:
                     "401": _error("missing or wrong signature or secret, or none configured"),
                     "404": _error("no runbook trigger names this source"),
                     "413": TOO_LARGE,
-                    "422": _json(_ref(AlertRefused), "every matching trigger failed to map"),
                     "503": UNAVAILABLE,
                 },
             }
