@@ -24,6 +24,7 @@ from bot.runbook.templates import TemplateError, evaluate, render_value
 MAX_OUTPUT_BYTES = 256 * 1024  # per output record in the audit log
 MAX_RETRY_AFTER = 3600.0
 MAX_ITEMS = 10_000
+MIN_POLL_INTERVAL = 0.01  # seconds between polls, whatever `poll.every` says
 
 
 class StepFailure(Exception):
@@ -159,13 +160,14 @@ class CallRunner:
                 raise StepFailure(f"until: {exc.message}") from None
             if done:
                 return output
-            if waited + plan.poll.every > plan.poll.timeout:
+            pause = max(plan.poll.every, MIN_POLL_INTERVAL)  # `every: 0s` must not spin
+            if waited + pause > plan.poll.timeout:
                 raise StepFailure(
                     f"until was still false after {format_duration(plan.poll.timeout)} "
                     f"({polls} polls); last output: {_short(output)}"
                 )
-            await self.clock.sleep(plan.poll.every)
-            waited += plan.poll.every
+            await self.clock.sleep(pause)
+            waited += pause
 
 
 def render_args(with_: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

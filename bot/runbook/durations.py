@@ -7,6 +7,7 @@ import re
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+MAX_DURATION = 366 * 86400.0  # a year and a day: longer is a typo, and overflows clocks
 
 
 def parse_duration(text: str) -> float:
@@ -20,7 +21,12 @@ def parse_duration(text: str) -> float:
         raise ValueError(
             f"bad duration {text!r}: use a number with a unit, e.g. 250ms, 30s, 5m, 2h, 1d"
         )
-    return sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(value))
+    if len(value) > 64:
+        raise ValueError(f"bad duration {text[:64]!r}…: too long")
+    seconds = sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(value))
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is longer than 366d")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

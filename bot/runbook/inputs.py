@@ -18,8 +18,8 @@ from typing import Any
 from bot.errors import InputError
 from bot.runbook.model import InputSpec, InputType
 
-_TRUE = {"true", "yes", "1", "on"}
-_FALSE = {"false", "no", "0", "off"}
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
 MAX_TEXT = 65_536
 
 

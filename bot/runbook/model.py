@@ -17,6 +17,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     Tag,
     model_validator,
 )
@@ -68,6 +71,16 @@ TimeZone = Annotated[str, AfterValidator(_timezone)]
 StepId = Annotated[str, Field(pattern=STEP_ID)]
 
 
+def _condition(value: Any) -> Any:
+    """``if: true`` / ``if: false`` as YAML booleans mean the expressions ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+Condition = Annotated[str, BeforeValidator(_condition)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -87,7 +100,7 @@ class InputSpec(_Strict):
     """One declared input (also used for approval ``fields``)."""
 
     type: InputType = InputType.STRING
-    required: bool | None = None
+    required: StrictBool | None = None
     default: Any = None
     description: str | None = None
     enum: list[Any] | None = None
@@ -128,7 +141,7 @@ class AlertSpec(_Strict):
     """Which alerts start the runbook and how they map to inputs."""
 
     source: Annotated[str, Field(pattern=SOURCE_NAME)]
-    if_: str | None = Field(default=None, alias="if")
+    if_: Condition | None = Field(default=None, alias="if")
     inputs: dict[str, Any] = Field(default_factory=dict)
     dedup_key: str | None = None
     dedup_window: Duration | None = None
@@ -186,11 +199,11 @@ Trigger = Annotated[
 class RetryPolicy(_Strict):
     """How often and how patiently a retryable failure is tried again."""
 
-    attempts: Annotated[int, Field(ge=1, le=100)] = 1
+    attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 1
     delay: Duration = 1.0
-    backoff: Annotated[float, Field(ge=1, le=10)] = 2.0
+    backoff: Annotated[StrictFloat, Field(ge=1, le=10)] = 2.0
     max_delay: Duration = 60.0
-    jitter: bool = True
+    jitter: StrictBool = True
 
 
 class PollPolicy(_Strict):
@@ -214,8 +227,8 @@ class _StepCommon(_Strict):
     title: str | None = None
     description: str | None = None
     needs: list[str] | None = None
-    if_: str | None = Field(default=None, alias="if")
-    continue_on_error: bool = False
+    if_: Condition | None = Field(default=None, alias="if")
+    continue_on_error: StrictBool = False
 
 
 class CallStep(_StepCommon):
@@ -227,7 +240,7 @@ class CallStep(_StepCommon):
     retry: RetryPolicy | None = None
     compensate: Compensation | None = None
     for_each: str | None = None
-    max_parallel: Annotated[int, Field(ge=1, le=64)] = 4
+    max_parallel: Annotated[StrictInt, Field(ge=1, le=64)] = 4
     until: str | None = None
     poll: PollPolicy | None = None
 
@@ -251,8 +264,8 @@ class ApprovalSpec(_Strict):
     prompt: str
     channel: str | None = None
     approvers: Who | None = None
-    min_approvals: Annotated[int, Field(ge=1, le=50)] = 1
-    allow_requester: bool = False
+    min_approvals: Annotated[StrictInt, Field(ge=1, le=50)] = 1
+    allow_requester: StrictBool = False
     timeout: Duration | None = None
     on_timeout: Literal["reject", "approve"] = "reject"
     escalate: Escalation | None = None
@@ -270,7 +283,7 @@ class NotifySpec(_Strict):
 
     text: str
     channel: str | None = None
-    thread: bool = True
+    thread: StrictBool = True
 
 
 class NotifyStep(_StepCommon):
@@ -280,7 +293,7 @@ class NotifyStep(_StepCommon):
     timeout: Duration | None = None
     retry: RetryPolicy | None = None
     for_each: str | None = None
-    max_parallel: Annotated[int, Field(ge=1, le=64)] = 4
+    max_parallel: Annotated[StrictInt, Field(ge=1, le=64)] = 4
 
 
 STEP_KINDS: dict[str, type[_StepCommon]] = {
@@ -319,7 +332,7 @@ class RunbookHeader(_Strict):
     run_by: Who | None = None
     inputs: dict[Annotated[str, Field(pattern=INPUT_NAME)], InputSpec] = Field(default_factory=dict)
     triggers: list[Trigger] = Field(default_factory=list)
-    max_concurrent: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    max_concurrent: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
     concurrency_key: str | None = None
 
 

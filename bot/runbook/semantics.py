@@ -126,12 +126,42 @@ def _check_inputs(header: RunbookHeader, smap: SourceMap, report: Report) -> Non
                 except InputError as exc:
                     report.error(smap.value((*path, "enum", i)), f"enum value: {exc}")
         if spec.has_default and spec.default is not None:
-            try:
-                coerce_value(name, spec, spec.default)
-            except InputError as exc:
-                report.error(smap.value((*path, "default")), f"default does not fit: {exc}")
+            expected = _written_type_error(spec.type.value, spec.default)
+            if expected:
+                report.error(
+                    smap.value((*path, "default")),
+                    f"default does not fit: input {name!r}: expected {expected}, "
+                    f"got {spec.default!r}",
+                )
+            else:
+                try:
+                    coerce_value(name, spec, spec.default)
+                except InputError as exc:
+                    report.error(smap.value((*path, "default")), f"default does not fit: {exc}")
         if spec.pattern is not None and spec.type.value != "string":
             report.error(smap.key((*path, "pattern")), "'pattern' applies only to string inputs")
+
+
+_WRITTEN_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "string": ((str,), "a string"),
+    "integer": ((int,), "an integer"),
+    "number": ((int, float), "a number"),
+    "boolean": ((bool,), "a boolean (true or false)"),
+    "list": ((list,), "a list"),
+    "object": ((dict,), "a mapping"),
+}
+
+
+def _written_type_error(kind: str, value: Any) -> str | None:
+    """What a value written in the runbook should have been, when it is not of ``kind``.
+
+    Values from people and alerts are coerced ("3" for an integer); a runbook's own
+    default is written in YAML and must already have the declared type.
+    """
+    types, label = _WRITTEN_TYPES[kind]
+    if isinstance(value, bool) and kind != "boolean":
+        return label
+    return None if isinstance(value, types) else label
 
 
 def _check_triggers(
@@ -409,11 +439,15 @@ def _ref_problems(info: Analysis, scope: Scope) -> list[str]:
     if info.calls and not scope.functions:
         for name in sorted(info.calls & RUN_FUNCTIONS):
             problems.append(f"{name}() is not available in {scope.where or 'this place'}")
+    elif scope.functions:
+        problems.extend(dict.fromkeys(info.misused))
     allowed = scope.allowed
     seen: set[tuple[str, tuple[str, ...]]] = set()
     for ref in info.refs:
         key = (ref.root, ref.path[:3])
-        if key in seen or (ref.root in info.calls and ref.root in RUN_FUNCTIONS):
+        if key in seen or (
+            ref.root in RUN_FUNCTIONS and (scope.functions or ref.root in info.calls)
+        ):
             continue
         seen.add(key)
         message = _ref_problem(ref.root, ref.path, scope, allowed)

@@ -96,6 +96,7 @@ class Analysis:
     filters: frozenset[str] = frozenset()
     tests: frozenset[str] = frozenset()
     private: tuple[str, ...] = ()  # attribute names starting with "_"
+    misused: tuple[str, ...] = ()  # failure/success not called, or called with arguments
     native: bool = False  # exactly one {{ expr }}: renders to the native value
     literal: bool = False  # no template syntax at all
 
@@ -125,7 +126,7 @@ def _fast_expression(expr: str) -> Analysis | None:
         return None
     dotted = match.group("ref")
     root = _IDENT_RE.match(dotted).group(0)  # type: ignore[union-attr]
-    if root in _CONSTANT_NAMES:
+    if root in _CONSTANT_NAMES or root in RUN_FUNCTIONS:
         return None
     segments = tuple(name or index for name, index in _SEGMENT.findall(dotted, len(root)))
     filters = frozenset(f.group(1) for f in _FILTER_RE.finditer(match.group("filters")))
@@ -142,6 +143,7 @@ class _RefCollector:
         self.filters: set[str] = set()
         self.tests: set[str] = set()
         self.private: list[str] = []
+        self.misused: list[str] = []
         self.locals: set[str] = set()
 
     def visit(self, node: nodes.Node) -> None:
@@ -149,7 +151,23 @@ class _RefCollector:
             if node.ctx in ("store", "param"):
                 self.locals.add(node.name)
             elif node.name not in self.locals:
+                if node.name in RUN_FUNCTIONS:
+                    self.misused.append(f"{node.name} is a function: write {node.name}()")
                 self.refs.append(Ref(node.name, ()))
+            return
+        if (
+            isinstance(node, nodes.Call)
+            and isinstance(node.node, nodes.Name)
+            and node.node.name in RUN_FUNCTIONS
+            and node.node.name not in self.locals
+        ):
+            self.calls.add(node.node.name)
+            self.refs.append(Ref(node.node.name, ()))
+            if node.args or node.kwargs or node.dyn_args or node.dyn_kwargs:
+                self.misused.append(f"{node.node.name}() takes no arguments")
+            for child in (*node.args, *node.kwargs, node.dyn_args, node.dyn_kwargs):
+                if child is not None:
+                    self.visit(child)
             return
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             chain: list[str] = []
@@ -205,6 +223,7 @@ class _RefCollector:
             filters=frozenset(self.filters),
             tests=frozenset(self.tests),
             private=tuple(self.private),
+            misused=tuple(self.misused),
             native=native,
         )
 
@@ -302,6 +321,7 @@ def _combine(parts: list[Analysis], *, native: bool) -> Analysis:
         filters=frozenset().union(*(part.filters for part in parts)),
         tests=frozenset().union(*(part.tests for part in parts)),
         private=tuple(name for part in parts for name in part.private),
+        misused=tuple(message for part in parts for message in part.misused),
         native=native,
     )
 
@@ -376,9 +396,11 @@ def analyse_expression(text: str) -> Analysis:
     if not stripped:
         raise TemplateError("empty expression")
     if "{{" in stripped or "{%" in stripped:
-        raise TemplateError(
-            "expressions are bare: write 'inputs.dry' rather than '{{ inputs.dry }}'"
-        )
+        single = _SINGLE.match(stripped)
+        bare = single.group("expr").strip() if single else "inputs.dry"
+        if len(bare) > 60:
+            bare = bare[:57] + "..."
+        raise TemplateError(f"expressions are bare: write {bare!r} rather than '{{{{ {bare} }}}}'")
     return _expression_analysis(stripped)
 
 

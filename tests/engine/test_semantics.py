@@ -460,6 +460,26 @@ steps:
     await h.close()
 
 
+async def test_poll_every_zero_still_pauses_and_times_out() -> None:
+    h = make_engine("""
+name: poll
+steps:
+  - id: spin
+    uses: core.echo
+    with: {status: Pending}
+    until: output.status == 'Succeeded'
+    poll: {every: 0s, timeout: 1s}
+    if: true
+""")
+    result = await h.engine.start_run("poll", {}, requester="cli:x")
+    for _ in range(101):
+        await h.clock.advance(0.01)
+    run = await h.settle(result.run.id)
+    assert run.steps["spin"].outcome == "failed"
+    assert "still false after 1s (100 polls)" in (run.steps["spin"].error or "")
+    await h.close()
+
+
 async def test_notify_posts_through_chat_and_chat_errors_fail_the_step() -> None:
     from bot.errors import ChatError
 
