@@ -165,9 +165,9 @@ class _RefCollector:
             self.refs.append(Ref(node.node.name, ()))
             if node.args or node.kwargs or node.dyn_args or node.dyn_kwargs:
                 self.misused.append(f"{node.node.name}() takes no arguments")
-            for child in (*node.args, *node.kwargs, node.dyn_args, node.dyn_kwargs):
-                if child is not None:
-                    self.visit(child)
+            for argument in (*node.args, *node.kwargs, node.dyn_args, node.dyn_kwargs):
+                if argument is not None:
+                    self.visit(argument)
             return
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
             chain: list[str] = []
