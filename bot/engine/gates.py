@@ -354,7 +354,10 @@ async def decide(
         if decision == "approve":
             event, data = "step.resumed", {"decision": "retry", "by": identity}
         elif decision == "skip":
-            event, data = "step.skipped", {"reason": f"skipped by {identity} after a restart"}
+            event, data = (
+                "step.skipped",
+                {"reason": f"skipped by {identity} after a restart", "passed_over": True},
+            )
         else:
             event, data = (
                 "step.failed",

@@ -100,7 +100,9 @@ class RunbookPlan:
                 return StepDecision(Action.SKIP, f"{need_id} failed")
             if need.outcome in BLOCKING_OUTCOMES:
                 return StepDecision(Action.SKIP, f"{need_id} {need.outcome}")
-        if needs and all(need.outcome is Outcome.SKIPPED for need in needs):
+        if needs and all(
+            need.outcome is Outcome.SKIPPED and not need.passed_over for need in needs
+        ):
             return StepDecision(Action.SKIP, "every step it needs was skipped")
         return StepDecision(Action.RUN)
 

@@ -115,6 +115,7 @@ class StepState:
     compensated_items: set[int] = field(default_factory=set)  # for_each items undone
     compensating_item: int | None = None  # the item whose compensation is in progress
     reason: str | None = None
+    passed_over: bool = False  # skipped by a person at a recovery gate: the run goes on
 
     @property
     def ended(self) -> bool:
@@ -417,6 +418,7 @@ def _apply_step(run: RunState, step: StepState, event: str, data: dict[str, Any]
     step.between_attempts = False
     step.ended_at = ts
     step.reason = data.get("reason")
+    step.passed_over = bool(data.get("passed_over"))
     if "attempts" in data:
         step.attempts = int(data["attempts"])
     if outcome in (Outcome.SUCCEEDED, Outcome.APPROVED, Outcome.REJECTED, Outcome.EXPIRED):

@@ -109,6 +109,8 @@ async def test_non_idempotent_step_waits_at_a_recovery_gate(
     assert run.status == status
     assert run.steps["step"].outcome == outcome
     assert Slow.calls == calls
+    # skip means "go on": the step after it runs (it is not a branch that was not taken)
+    assert run.steps["after"].outcome == ("skipped" if decision == "reject" else "succeeded")
     # the gate's message reference survives the decision (chat can still update it)
     assert run.steps["step"].gate is not None
     assert run.steps["step"].gate.message == {"channel": "C1", "ts": "ts-step"}
