@@ -11,7 +11,14 @@ from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliExit
 from bot.cli.context import cpu_jobs, make_context
 from bot.runbook.durations import format_duration
 from bot.runbook.loader import load_paths
-from bot.runbook.model import AlertTrigger, ApprovalStep, CallStep, CommandTrigger, Runbook
+from bot.runbook.model import (
+    AlertTrigger,
+    ApprovalStep,
+    CallStep,
+    CommandTrigger,
+    Runbook,
+    trigger_document,
+)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -69,16 +76,6 @@ def trigger_summary(trigger: Any) -> str:
     return f"schedule every {format_duration(every)}"
 
 
-def _trigger_json(trigger: Any) -> dict[str, Any]:
-    """A trigger as written: durations back in their unit form (``1h``, not ``3600.0``)."""
-    data: dict[str, Any] = trigger.model_dump(mode="json", by_alias=True, exclude_none=True)
-    for kind, key in (("alert", "dedup_window"), ("schedule", "every")):
-        spec = data.get(kind)
-        if isinstance(spec, dict) and isinstance(spec.get(key), (int, float)):
-            spec[key] = format_duration(float(spec[key]))
-    return data
-
-
 def _report_load_problems(result: Any) -> None:
     if result.errors:
         files = len({d.path for d in result.errors})
@@ -103,7 +100,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                         "title": lr.runbook.display_title,
                         "description": lr.runbook.description,
                         "path": lr.path,
-                        "triggers": [_trigger_json(t) for t in lr.runbook.triggers],
+                        "triggers": [trigger_document(t) for t in lr.runbook.triggers],
                     }
                     for lr in loaded
                 ],

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from bot.runbook.cron import check_timezone, parse_cron
-from bot.runbook.durations import parse_duration
+from bot.runbook.durations import format_duration, parse_duration
 
 RUNBOOK_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 STEP_ID = r"^[a-z_][a-z0-9_]*$"
@@ -364,3 +364,13 @@ class Runbook(RunbookHeader):
 
 
 AnyStep = CallStep | ApprovalStep | NotifyStep
+
+
+def trigger_document(trigger: Trigger) -> dict[str, Any]:
+    """A trigger as written, for people and the API: durations in their unit form (``1h``)."""
+    data: dict[str, Any] = trigger.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for kind, key in (("alert", "dedup_window"), ("schedule", "every")):
+        spec = data.get(kind)
+        if isinstance(spec, dict) and isinstance(spec.get(key), (int, float)):
+            spec[key] = format_duration(float(spec[key]))
+    return data

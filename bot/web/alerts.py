@@ -51,7 +51,14 @@ from bot.triggers.alerts import (
     map_alert,
     split_alerts,
 )
-from bot.web.bodies import BadRequest, json_errors, json_mount, parse_object, read_body
+from bot.web.bodies import (
+    BadRequest,
+    check_declared_length,
+    json_errors,
+    json_mount,
+    parse_object,
+    read_body,
+)
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -214,6 +221,7 @@ class AlertIntake:
         return JSONResponse(result.body(), status_code=202)
 
     async def _authenticated_body(self, request: Request, source: str) -> bytes:
+        check_declared_length(request, self.limit)  # 413 whoever sends it: nothing is read
         secret = self.secrets.get(source)
         if secret is None:
             raise BadRequest(

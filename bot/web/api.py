@@ -47,6 +47,7 @@ from bot.errors import (
 )
 from bot.logs import run_id_var, step_id_var
 from bot.redact import REDACTOR, WEAK_SECRET_LENGTH
+from bot.runbook.model import trigger_document
 from bot.web.bodies import (
     BadRequest,
     error,
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("runbook.api")
 
 MAX_API_BODY = 1024 * 1024
-DEFAULT_LIMIT = 100
+DEFAULT_LIMIT = 50  # as `runbook runs`
 MAX_LIMIT = 1000
 CANCEL_WAIT = 5.0
 RUN_STATUSES = ("pending", "running", "waiting", "succeeded", "failed", "rejected", "cancelled")
@@ -223,10 +224,7 @@ class Api:
                     "title": runbook.display_title,
                     "description": runbook.description,
                     "path": loaded.path,
-                    "triggers": [
-                        t.model_dump(mode="json", by_alias=True, exclude_none=True)
-                        for t in runbook.triggers
-                    ],
+                    "triggers": [trigger_document(t) for t in runbook.triggers],
                     "inputs": {
                         key: spec.model_dump(mode="json", exclude_unset=True)
                         for key, spec in runbook.inputs.items()

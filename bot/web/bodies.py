@@ -48,12 +48,11 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, at most ``limit`` bytes.
+def check_declared_length(request: Request, limit: int) -> None:
+    """Refuse a body whose declared ``Content-Length`` is over ``limit``, before reading it.
 
     Raises:
-        BadRequest: 413 over the limit (the rest is never read), 400 when the
-            client went away or declared a bad length.
+        BadRequest: 413 over the limit, 400 for a length that is not a number.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -63,6 +62,16 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest(400, "bad Content-Length header", "bad_length") from None
         if length > limit:
             raise BadRequest(413, f"body too large (limit {limit} bytes)", "too_large")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, at most ``limit`` bytes.
+
+    Raises:
+        BadRequest: 413 over the limit (the rest is never read), 400 when the
+            client went away or declared a bad length.
+    """
+    check_declared_length(request, limit)
     chunks: list[bytes] = []
     size = 0
     try:

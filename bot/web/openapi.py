@@ -270,7 +270,7 @@ def _paths(runbooks: Sequence[Runbook], sources: list[str]) -> dict[str, Any]:
                             "type": "integer",
                             "minimum": 1,
                             "maximum": 1000,
-                            "default": 100,
+                            "default": 50,
                         },
                     },
                 ],

@@ -303,6 +303,12 @@ def test_declared_oversize_body_is_413_before_reading_it(server: ServeProcess) -
     assert sent < 50_000_000
 
 
+def test_a_declared_oversize_body_is_413_even_unsigned(client: httpx.Client) -> None:
+    big = b"{" + b" " * (1024 * 1024 + 1) + b"}"
+    answer = client.post("/alerts/edr", content=big, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+
+
 def test_streamed_oversize_body_is_cut_off_at_the_limit(server: ServeProcess) -> None:
     head = (
         b"POST /alerts/edr HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -525,3 +531,9 @@ def test_run_documents_match_the_cli(
         check=True,
     )
     assert api.get(f"/api/runs/{run['id']}").json() == json.loads(cli.stdout)
+
+
+def test_the_api_lists_triggers_as_written(api: httpx.Client) -> None:
+    rows = {row["name"]: row for row in api.get("/api/runbooks").json()}
+    [alert] = [t["alert"] for t in rows["contain"]["triggers"] if "alert" in t]
+    assert alert["dedup_window"] == "1h"
