@@ -56,11 +56,28 @@ def gate_groups(gate: GateState) -> list[str]:
     return groups
 
 
-def is_eligible(gate: GateState, identity: str, member_of: set[str]) -> bool:
-    """Whether the person may decide at all (ignoring the four-eyes rule)."""
+def eligible_without_groups(gate: GateState, identity: str) -> bool:
+    """Whether the person may decide without asking about groups (open gate, or listed)."""
     if gate.open_to_all:
         return True
-    if listed(identity, gate.users) or (gate.escalated and listed(identity, gate.escalate_users)):
+    return listed(identity, gate.users) or (
+        gate.escalated and listed(identity, gate.escalate_users)
+    )
+
+
+def needs_groups(gate: GateState, identity: str) -> bool:
+    """Whether deciding who this person is needs their group membership.
+
+    ``users`` (and an open gate) are checked first, so a listed person is
+    never held up by a group look-up, and only someone not otherwise eligible
+    costs one.
+    """
+    return bool(gate_groups(gate)) and not eligible_without_groups(gate, identity)
+
+
+def is_eligible(gate: GateState, identity: str, member_of: set[str]) -> bool:
+    """Whether the person may decide at all (ignoring the four-eyes rule)."""
+    if eligible_without_groups(gate, identity):
         return True
     return bool(member_of & set(gate_groups(gate)))
 
@@ -72,8 +89,14 @@ def check_decision(
     requester: str | None,
     decision: str,
     member_of: set[str],
+    groups_unknown: str | None = None,
 ) -> DecisionCheck:
-    """Decide whether ``identity`` may make ``decision`` on ``gate`` now."""
+    """Decide whether ``identity`` may make ``decision`` on ``gate`` now.
+
+    ``groups_unknown`` says why the person's group membership could not be
+    determined (then ``member_of`` holds only what is known): someone not
+    otherwise eligible is refused with that reason, never accepted on a guess.
+    """
     approvals = {d.by for d in gate.approvals}
     if not gate.open:
         return DecisionCheck(Verdict.NOT_WAITING, "this step is no longer waiting for a decision")
@@ -81,12 +104,18 @@ def check_decision(
         return DecisionCheck(Verdict.REFUSED, "skip is only offered at a recovery gate")
     if decision not in ("approve", "reject", "skip"):
         return DecisionCheck(Verdict.REFUSED, f"unknown decision {decision!r}")
-    if not is_eligible(gate, identity, member_of):
-        return DecisionCheck(Verdict.REFUSED, "you are not an approver for this step")
     if any(d.by == identity for d in gate.decisions):
         return DecisionCheck(
             Verdict.REFUSED, "you have already decided this step; a second decision does not count"
         )
+    if not is_eligible(gate, identity, member_of):
+        if groups_unknown:
+            return DecisionCheck(
+                Verdict.REFUSED,
+                "you are not an approver for this step as far as could be checked: your "
+                f"group membership could not be checked ({groups_unknown})",
+            )
+        return DecisionCheck(Verdict.REFUSED, "you are not an approver for this step")
     if (
         decision == "approve"
         and requester is not None

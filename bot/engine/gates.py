@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.engine.approvals import Verdict, check_decision, gate_groups
+from bot.engine.approvals import Verdict, check_decision, gate_groups, needs_groups
 from bot.engine.clock import iso, parse_iso
 from bot.engine.context import build_context, gate_output
 from bot.engine.ports import Transaction
-from bot.engine.state import RunState
+from bot.engine.state import GateState, RunState
 from bot.errors import ChatError, InputError, NotFoundError
 from bot.runbook.inputs import coerce_value
 from bot.runbook.model import ApprovalStep, CallStep, InputSpec
@@ -251,6 +251,22 @@ def _check_fields(gate_fields: Mapping[str, Any], given: Mapping[str, Any]) -> d
     return values
 
 
+async def membership(engine: Engine, gate: GateState, identity: str) -> tuple[set[str], str | None]:
+    """The gate's groups the person is in, asked only when ``users`` do not already
+    settle it; and why membership could not be determined (None when it could).
+
+    A group look-up that fails is not an error of the decision: the person is
+    judged on what is known (and refused, audited, if that is not enough).
+    """
+    if not gate.open or not needs_groups(gate, identity):
+        return set(), None
+    try:
+        return await engine.groups.groups_of(identity, gate_groups(gate)), None
+    except ChatError as exc:
+        log.warning("cannot check the groups of %s: %s", identity, exc)
+        return set(), exc.code or str(exc)
+
+
 async def decide(
     engine: Engine,
     run_id: str,
@@ -287,10 +303,14 @@ async def decide(
             _outcome(state),
             run,
         )
-    groups = gate_groups(gate)
-    member_of = await engine.groups.groups_of(identity, groups) if groups else set()
+    member_of, unknown = await membership(engine, gate, identity)
     check = check_decision(
-        gate, identity=identity, requester=run.requester, decision=decision, member_of=member_of
+        gate,
+        identity=identity,
+        requester=run.requester,
+        decision=decision,
+        member_of=member_of,
+        groups_unknown=unknown,
     )
     if check.verdict is Verdict.NOT_WAITING:
         reason = f"step {sid!r} is no longer waiting (it ended {state.outcome})"

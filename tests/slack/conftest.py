@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slack_harness import SlackApp
+from slack_harness import SlackApp, restore
 
 from bot.sandbox import Sandbox
 from bot.sandbox.slack import FakeSlack
@@ -21,8 +21,10 @@ def sandbox_server() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def sandbox(sandbox_server: Sandbox) -> Iterator[Sandbox]:
+    restore(sandbox_server.slack)
     sandbox_server.reset()
     yield sandbox_server
+    restore(sandbox_server.slack)
     sandbox_server.reset()
 
 

@@ -29,6 +29,7 @@ from bot.engine.ports import Clock, Timers
 from bot.engine.state import RunState
 from bot.sandbox import Sandbox
 from bot.sandbox.slack import TEAM_ID, FakeSlack, SlackCall
+from bot.sandbox.slack_workspace import SlackError
 from bot.service import Service
 from bot.web.app import create_app
 
@@ -49,6 +50,54 @@ def slack_env(sandbox: Sandbox, runbooks: Path, data: Path) -> dict[str, str]:
         "RUNBOOK_RUNBOOKS_DIR": str(runbooks),
         "RUNBOOK_DATA_DIR": str(data),
     }
+
+
+# -- a fake Slack that offers less (as a minimal stand-in of the Web API might) ----------
+#
+# The sandbox's FakeSlack looks a method's handler up on the instance (``m_<method>``), so a
+# test can take one away or replace it; ``restore`` (called by the fixtures) undoes that.
+
+
+def _handler_name(method: str) -> str:
+    return "m_" + method.replace(".", "_")
+
+
+def without_method(fake: FakeSlack, method: str, *, http404: bool = False) -> None:
+    """``method`` answers ``unknown_method`` (HTTP 200), or with ``http404`` a bare HTTP 404."""
+    if http404:
+        fake.inject("server_error", status=404, times=None, match=f"/api/{method}")
+    else:
+        setattr(fake, _handler_name(method), None)
+
+
+def answer_with(fake: FakeSlack, method: str, handler: Callable[[dict[str, Any]], Any]) -> None:
+    """``method`` answers ``{"ok": true, **handler(args)}`` (raise SlackError to fail)."""
+    setattr(fake, _handler_name(method), handler)
+
+
+def minimal_auth_test(fake: FakeSlack, answer: dict[str, Any] | None = None) -> None:
+    """``auth.test`` answers ok with only ``answer`` (default: no team, no user)."""
+    answer_with(fake, "auth.test", lambda args: dict(answer or {"url": "https://x.slack.com/"}))
+
+
+def groups_by_handle(fake: FakeSlack) -> None:
+    """``usergroups.users.list`` takes a handle as well as an id (as some stand-ins do)."""
+
+    def users_list(args: dict[str, Any]) -> dict[str, Any]:
+        wanted = str(args.get("usergroup", ""))
+        for gid, group in fake.usergroups.items():
+            if wanted in (gid, group["handle"]):
+                return {"users": list(group["users"])}
+        raise SlackError("no_such_subteam")
+
+    answer_with(fake, "usergroups.users.list", users_list)
+
+
+def restore(fake: FakeSlack) -> None:
+    """Undo ``without_method``/``answer_with``: every method as the sandbox serves it."""
+    for name in [n for n in vars(fake) if n.startswith("m_")]:
+        delattr(fake, name)
+    fake.clear_faults()
 
 
 # -- payloads, as Slack sends them -------------------------------------------------------

@@ -258,6 +258,8 @@ def _retry_after(header: str | None) -> float:
 
 
 def _answer(method: str, response: Reply) -> dict[str, Any]:
+    if response.status == 404:  # no such endpoint: Slack's own answer is unknown_method
+        raise ChatError(f"Slack {method}: HTTP 404 (no such method)", code="unknown_method")
     try:
         data = json.loads(response.body)
     except ValueError:

@@ -31,7 +31,8 @@ from bot.chat.slack.ids import (
 )
 from bot.chat.slack.replies import Audience, Replier
 from bot.chat.slack.slash import Spawn
-from bot.engine.approvals import Verdict, check_decision, gate_groups
+from bot.engine.approvals import Verdict, check_decision
+from bot.engine.gates import membership
 from bot.errors import ChatError, InputError, NotFoundError, RunbookBotError
 from bot.runbook.inputs import coerce_value
 from bot.runbook.model import InputSpec
@@ -99,12 +100,7 @@ class Interactions:
             and not gate.recovery
             and run is not None
         ):
-            try:
-                eligible = await self._may_approve(engine, gate, identity, run.requester)
-            except ChatError as exc:
-                await self.replier.ephemeral(audience, _groups_down(exc))
-                return
-            if eligible:
+            if await self._may_approve(engine, gate, identity, run.requester):
                 await self._open_modal(engine, body, ref, gate, audience)
                 return
         await self.decide(engine, ref, identity, decision, audience)
@@ -112,10 +108,14 @@ class Interactions:
     async def _may_approve(
         self, engine: Engine, gate: GateState, identity: str, requester: str | None
     ) -> bool:
-        groups = gate_groups(gate)
-        member_of = await engine.groups.groups_of(identity, groups) if groups else set()
+        member_of, unknown = await membership(engine, gate, identity)
         check = check_decision(
-            gate, identity=identity, requester=requester, decision="approve", member_of=member_of
+            gate,
+            identity=identity,
+            requester=requester,
+            decision="approve",
+            member_of=member_of,
+            groups_unknown=unknown,
         )
         return check.verdict is Verdict.ACCEPTED
 
