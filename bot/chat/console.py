@@ -110,10 +110,20 @@ class Timeline:
                 where = note.get("channel") or "the console"
                 text = short(note.get("text"))
                 return f"  {paint('warn', '~')} {sid} would post to {where}: {text}"
+            if "poll" in data:
+                from bot.engine.dryrun import describe_poll
+
+                return (
+                    f"  {paint('warn', '~')} {sid} would poll {describe_poll(data['poll'])}; "
+                    "a dry run takes the first answer"
+                )
             request = data.get("request")
             detail = f" → {short(request, 160)}" if request else ""
             call = f"{data.get('uses')} {short(data.get('args'))}{detail}"
-            return f"  {paint('warn', '~')} {sid} would call {call}"
+            why = " (its arguments come from a call the dry run did not make)"
+            return f"  {paint('warn', '~')} {sid} would call {call}" + (
+                why if data.get("unknown_args") else ""
+            )
         if event == "approval.requested":
             if data.get("dry_run"):
                 prompt = data.get("prompt")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 from bot.chat.console import ConsoleChat
 from bot.cli import EXIT_FAILED, EXIT_OK
 from bot.cli.context import CliContext
 from bot.cli.session import EngineSession
 from bot.engine.catalog import RunbookCatalog
-from bot.engine.engine import Engine, StaticGroups
+from bot.engine.dryrun import dry_run_engine
+from bot.engine.engine import StaticGroups
 from bot.engine.state import Outcome
 from bot.redact import REDACTOR
 from bot.store.memory import MemoryStore
@@ -24,13 +24,12 @@ async def dry_run(
     store = MemoryStore()
     loaded = session.runbooks()
     pool = ConnectorPool(ctx.registry, ctx.env, register_secret=REDACTOR.add)
-    engine = Engine(
+    engine = dry_run_engine(
         store,
         RunbookCatalog(loaded.runbooks, ctx.registry, store.load_definition),
         pool,
         chat=ConsoleChat(session.timeline),
         groups=StaticGroups(ctx.settings.groups),
-        dry_run=True,
     )
     engine.listeners.append(session.timeline)
     session.timeline.write(
@@ -51,7 +50,3 @@ async def dry_run(
     if failed:
         print(f"runbook: dry run: {', '.join(failed)} did not render or failed", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _unused(*_: Any) -> None:
-    return None
