@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliExit
 from bot.cli.context import cpu_jobs, make_context
@@ -120,7 +120,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _step_label(step: Any) -> str:
-    return str(step.title or step.id)
+    return _one_line(str(step.title or step.id))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _kind(step: Any) -> str:
@@ -131,14 +135,48 @@ def _kind(step: Any) -> str:
     return "notify"
 
 
+def _mermaid_text(text: str) -> str:
+    """Text inside a quoted Mermaid label or an edge label: no quotes, pipes or markup."""
+    return _one_line(text).replace('"', "'").replace("|", "#124;")
+
+
+def _dot_text(text: str) -> str:
+    return _one_line(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
+_MERMAID_WORDS = frozenset(
+    {
+        "end",
+        "graph",
+        "subgraph",
+        "flowchart",
+        "style",
+        "classdef",
+        "class",
+        "click",
+        "linkstyle",
+        "direction",
+        "default",
+        "call",
+        "href",
+    }
+)
+
+
+def _mermaid_id(step_id: str) -> str:
+    """A step id as a Mermaid node id: keywords such as ``end`` are capitalised (ids never are)."""
+    return step_id.capitalize() if step_id in _MERMAID_WORDS else step_id
+
+
 def render_graph(runbook: Runbook, fmt: str) -> str:
+    """The step graph as text (a line per step), Mermaid or Graphviz dot."""
     steps = runbook.steps
     if fmt == "text":
         width = max(len(s.id) for s in steps)
         lines = []
         for i, step in enumerate(steps):
             needs = runbook.needs_of(i)
-            extra = f"  if: {step.if_}" if step.if_ else ""
+            extra = f"  if: {_one_line(step.if_)}" if step.if_ else ""
             lines.append(
                 f"{step.id:<{width}}  {_step_label(step)}  [{_kind(step)}]  "
                 f"needs: {', '.join(needs) if needs else '-'}{extra}"
@@ -147,26 +185,27 @@ def render_graph(runbook: Runbook, fmt: str) -> str:
     if fmt == "mermaid":
         lines = ["flowchart TD"]
         for step in steps:
-            label = _step_label(step).replace('"', "'")
+            label = _mermaid_text(_step_label(step))
+            node = _mermaid_id(step.id)
             if isinstance(step, ApprovalStep):
-                lines.append(f'  {step.id}{{{{"{label}"}}}}')
+                lines.append(f'  {node}{{{{"{label}"}}}}')
             else:
-                lines.append(f'  {step.id}["{label}"]')
+                lines.append(f'  {node}["{label}"]')
         for i, step in enumerate(steps):
             for need in runbook.needs_of(i):
-                cond = (step.if_ or "").replace('"', "'").replace("|", "/")
+                cond = _mermaid_text(step.if_ or "")
+                source, target = _mermaid_id(need), _mermaid_id(step.id)
                 lines.append(
-                    f"  {need} -->|{cond}| {step.id}" if cond else f"  {need} --> {step.id}"
+                    f"  {source} -->|{cond}| {target}" if cond else f"  {source} --> {target}"
                 )
         return "\n".join(lines)
     lines = [f'digraph "{runbook.name}" {{', "  rankdir=TB;", "  node [shape=box];"]
     for step in steps:
-        label = _step_label(step).replace('"', '\\"')
         shape = ", shape=diamond" if isinstance(step, ApprovalStep) else ""
-        lines.append(f'  "{step.id}" [label="{label}"{shape}];')
+        lines.append(f'  "{step.id}" [label="{_dot_text(_step_label(step))}"{shape}];')
     for i, step in enumerate(steps):
         for need in runbook.needs_of(i):
-            cond = (step.if_ or "").replace('"', '\\"')
+            cond = _dot_text(step.if_ or "")
             attr = f' [label="{cond}"]' if cond else ""
             lines.append(f'  "{need}" -> "{step.id}"{attr};')
     lines.append("}")
@@ -240,7 +279,7 @@ def cmd_connectors(args: argparse.Namespace) -> int:
                     "description": spec.description,
                     "mutating": spec.mutating,
                     "idempotent": spec.idempotent,
-                    "inputs": _model_fields(spec.input_model),
+                    "inputs": _model_fields(spec.input_model, any_keys=True),
                     "outputs": _model_fields(spec.output_model) if spec.output_model else [],
                 }
             )
@@ -270,7 +309,10 @@ def cmd_connectors(args: argparse.Namespace) -> int:
                 else ("mutating, idempotent" if act["idempotent"] else "mutating")
             )
             ins = ", ".join(
-                f"{f['name']}{'' if f['required'] else '?'}: {f['type']}" for f in act["inputs"]
+                "any keys"
+                if f["name"] == "*"
+                else f"{f['name']}{'' if f['required'] else '?'}: {f['type']}"
+                for f in act["inputs"]
             ) or ("any keys" if act["name"] == "echo" else "—")
             print(f"  {act['ref']}({ins})  [{flag}]")
             if act["description"]:
@@ -282,19 +324,33 @@ def cmd_connectors(args: argparse.Namespace) -> int:
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(getattr(annotation, "__name__", None) or annotation)
+    """A field's type for people: ``str``, ``int | null``, ``'low' | 'high'`` for a Literal."""
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(choice) for choice in get_args(annotation))
+    if isinstance(annotation, type):
+        return annotation.__name__
+    text = str(annotation)
     return text.replace("typing.", "").replace("NoneType", "null")
 
 
-def _model_fields(model: Any) -> list[dict[str, Any]]:
+def _model_fields(model: Any, *, any_keys: bool = False) -> list[dict[str, Any]]:
     if model is None:
         return []
-    return [
-        {
+    fields = []
+    for name, info in model.model_fields.items():
+        field: dict[str, Any] = {
             "name": info.alias or name,
             "type": _type_name(info.annotation),
             "required": info.is_required(),
             "description": info.description,
         }
-        for name, info in model.model_fields.items()
-    ]
+        if not info.is_required() and info.default_factory is None:
+            field["default"] = info.default if _plain(info.default) else repr(info.default)
+        fields.append(field)
+    if any_keys and model.model_config.get("extra") == "allow":
+        fields.append({"name": "*", "type": "any", "required": False, "description": "any keys"})
+    return fields
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))

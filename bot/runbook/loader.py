@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import gc
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -244,19 +245,29 @@ def find_runbook_files(paths: Iterable[str]) -> tuple[list[str], list[Diagnostic
     """Files to load: named files as given, folders searched recursively (sorted)."""
     files: list[str] = []
     problems: list[Diagnostic] = []
+    seen: set[str] = set()  # a file named twice (or inside a folder also named) loads once
+
+    def add(path: str) -> None:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
     for given in paths:
         target = FsPath(given)
         if target.is_dir():
-            found = sorted(
+            for found in sorted(
                 str(p)
                 for p in target.rglob("*")
                 if p.is_file()
                 and p.suffix.lower() in RUNBOOK_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(target).parts)
-            )
-            files.extend(found)
+            ):
+                add(found)
         elif target.is_file():
-            files.append(given)
+            add(given)
+        elif target.exists():
+            problems.append(Diagnostic(given, 1, 1, "not a regular file or folder"))
         else:
             problems.append(Diagnostic(given, 1, 1, "no such file or directory"))
     return files, problems

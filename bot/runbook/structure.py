@@ -238,7 +238,7 @@ def _validate_steps(
         if len(kinds) != 1:
             if kinds:
                 report.error(
-                    smap.key((*path, kinds[1])),
+                    id_pos,
                     f"a step has exactly one kind; found {kinds[0]!r} and {kinds[1]!r}",
                 )
             else:
