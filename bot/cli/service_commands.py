@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliExit
 from bot.cli.context import CliContext
-from bot.errors import RunbookLoadError
+from bot.errors import ConfigError, RunbookLoadError
 
 log = logging.getLogger("runbook.serve")
 
@@ -51,6 +51,7 @@ def cmd_serve(ctx: CliContext) -> int:
     if not settings.slack_enabled:
         log.info("Slack is off (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to turn it on)")
     service = Service(settings, ctx.env, sandbox=args.sandbox)
+    _preflight(service)
     try:
         service.open()
     except RunbookLoadError as exc:
@@ -77,6 +78,23 @@ def cmd_serve(ctx: CliContext) -> int:
     if server.startup_failed:
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _preflight(service: object) -> None:
+    """Checks an extension makes before the service listens (Slack: the bot token).
+
+    A check that fails for good (a token Slack refuses) stops the start with one
+    line on stderr and exit status 1; passing problems are the extension's to
+    ride out while serving.
+    """
+    for extension in getattr(service, "extensions", []):
+        check = getattr(extension, "preflight", None)
+        if check is None:
+            continue
+        try:
+            asyncio.run(check())
+        except ConfigError as exc:
+            raise CliExit(EXIT_FAILED, f"refusing to start: {exc}") from None
 
 
 class _Server:

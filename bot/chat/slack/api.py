@@ -109,15 +109,21 @@ class SlackAPI:
             )
         return self._session
 
-    async def call(self, method: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def call(
+        self, method: str, args: Mapping[str, Any] | None = None, *, patient: bool = True
+    ) -> dict[str, Any]:
         """Call a Web API method; the answer's fields on success.
+
+        ``patient=False`` tries once: a 429, a 5xx or a connection error is
+        raised at once instead of waited out (for questions whose answer may
+        come later, such as ``auth.test`` at start).
 
         Raises:
             ChatError: Slack said ``ok: false`` (``code`` is its error), kept
                 rate-limiting, or could not be reached (``retryable``).
         """
         async with self._tracked(method):
-            return await self._call(method, args)
+            return await self._call(method, args, patient)
 
     @contextlib.asynccontextmanager
     async def _tracked(self, what: str) -> AsyncIterator[None]:
@@ -132,16 +138,20 @@ class SlackAPI:
             if not self._inflight:
                 self._idle.set()
 
-    async def _call(self, method: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def _call(
+        self, method: str, args: Mapping[str, Any] | None, patient: bool = True
+    ) -> dict[str, Any]:
         payload = {k: v for k, v in (args or {}).items() if v is not None}
         limited = transport_failures = 0
+        max_limited = self.max_rate_limit_retries if patient else 0
+        max_transport = self.max_transport_retries if patient else 0
         while True:
             await self._respect_limit(method)
             try:
                 response = await self._send(method, payload)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 transport_failures += 1
-                if transport_failures > self.max_transport_retries:
+                if transport_failures > max_transport:
                     raise ChatError(
                         f"Slack {method}: cannot reach Slack ({type(exc).__name__}: {exc})",
                         code="unreachable",
@@ -154,7 +164,7 @@ class SlackAPI:
                 self.rate_limited += 1
                 wait = _retry_after(response.retry_after)
                 wait = min(wait, self.max_retry_after)
-                if limited > self.max_rate_limit_retries:
+                if limited > max_limited:
                     raise ChatError(
                         describe(method, "ratelimited"), code="ratelimited", retryable=True
                     )
@@ -166,7 +176,7 @@ class SlackAPI:
                 continue
             if response.status >= 500:
                 transport_failures += 1
-                if transport_failures > self.max_transport_retries:
+                if transport_failures > max_transport:
                     raise ChatError(
                         f"Slack {method}: HTTP {response.status}",
                         code="service_unavailable",

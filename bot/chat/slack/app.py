@@ -6,11 +6,20 @@ Every request passes, in order:
    ``v0:<timestamp>:<body>`` with the signing secret, and a timestamp at
    most 5 minutes old, checked before anything reads the body (and again by
    bolt); anything else is answered 401 and does nothing;
-2. de-duplication — a request whose exact body was handled in the last ten
-   minutes (a Slack retry, ``X-Slack-Retry-Num``) is acknowledged and ignored;
-3. the workspace check — payloads from another workspace are refused with a
-   private answer (and a click on a live gate is audited);
-4. the listeners, which acknowledge at once and leave slow work to
+2. retries — a request carrying ``X-Slack-Retry-Num`` (Slack sending again
+   what it believes went unanswered) is acknowledged with an empty 200 and
+   ignored entirely: no decision, no start, no reply, no audit record.
+   Whether the original arrived cannot be told reliably (the body of a retry
+   may differ, and the original may have come before a restart), and dropping
+   a retry is always safe: the person still sees the buttons and clicks again,
+   while acting on it could count a click twice or audit a refusal twice;
+3. de-duplication — a request whose exact body was handled in the last ten
+   minutes is acknowledged and ignored in the same way;
+4. the workspace check — once ``auth.test`` has named our workspace,
+   payloads from another workspace are refused with a private answer (and a
+   click on a live gate is audited); until then the signature alone admits
+   a request (see :mod:`bot.chat.slack.feature`);
+5. the listeners, which acknowledge at once and leave slow work to
    background tasks (``process_before_response``: the listener returns
    right after ``ack()``; nothing slow runs before the answer is sent).
 """
@@ -44,10 +53,6 @@ log = logging.getLogger("runbook.slack")
 
 MAX_BODY = 1024 * 1024
 APPROVAL_ACTIONS = re.compile("^(" + "|".join(a.value for a in ActionId) + ")$")
-NOT_CONNECTED = (
-    "Runbook Bot is not connected to Slack yet (auth.test has not succeeded); "
-    "try again in a moment."
-)
 FOREIGN = "This Runbook Bot belongs to another Slack workspace; nothing was done."
 OOPS = ":boom: Something went wrong on Runbook Bot's side (see its log); nothing was started."
 
@@ -98,7 +103,17 @@ def payload_team(body: Mapping[str, Any]) -> set[str]:
 
 
 def is_retry(request: AsyncBoltRequest) -> bool:
+    """Slack says this is a retry (``X-Slack-Retry-Num``, any value)."""
     return bool(request.headers.get("x-slack-retry-num"))
+
+
+def kind_of(body: Mapping[str, Any]) -> str:
+    """What a request is, for logs: its payload type, or ``slash_command``."""
+    if body.get("command"):
+        return "slash_command"
+    if body.get("ssl_check"):
+        return "ssl_check"
+    return str(body.get("type") or "request")
 
 
 def build_bolt_app(
@@ -118,13 +133,19 @@ def build_bolt_app(
     async def screen(
         req: AsyncBoltRequest, next: Callable[[], Awaitable[BoltResponse]]
     ) -> BoltResponse:
-        """After the signature check: drop repeats, refuse other workspaces."""
-        ours = team()
-        if ours is None:
-            return BoltResponse(status=200, body=NOT_CONNECTED)
-        if not recent.first_time(req.raw_body):
-            log.info("ignored a repeated Slack request%s", " (a retry)" if is_retry(req) else "")
+        """After the signature check: drop retries and repeats, refuse other workspaces."""
+        kind = kind_of(req.body)
+        if kind in ("url_verification", "ssl_check"):  # harmless, and answered every time
+            return await next()
+        if is_retry(req):
+            log.info("ignored a Slack retry of a %s (X-Slack-Retry-Num)", kind)
             return BoltResponse(status=200, body="")
+        if not recent.first_time(req.raw_body):
+            log.info("ignored a repeated Slack %s", kind)
+            return BoltResponse(status=200, body="")
+        ours = team()
+        if ours is None:  # the workspace is not known yet: the signature admits it
+            return await next()
         teams = payload_team(req.body)
         foreign = sorted(teams - {ours})
         if not foreign:
@@ -166,9 +187,9 @@ def build_bolt_app(
         await ack(**answer)
 
     @app.action(APPROVAL_ACTIONS)
-    async def click(ack: AsyncAck, body: dict[str, Any], request: AsyncBoltRequest) -> None:
+    async def click(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        spawn(interactions.click(body, retry=is_retry(request)), "slack-click")
+        spawn(interactions.click(body), "slack-click")
 
     @app.view(FIELDS_VIEW)
     async def submitted(ack: AsyncAck, body: dict[str, Any]) -> None:

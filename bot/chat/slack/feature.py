@@ -2,12 +2,21 @@
 
 Life cycle (see :class:`bot.service.Extension`):
 
+* ``preflight`` — ``runbook serve`` only, before it listens: asks Slack who
+  we are (``auth.test``) once; a token Slack refuses (``invalid_auth``,
+  ``not_authed``, ``account_inactive``, ``token_revoked``, ``token_expired``)
+  or one of another workspace than ``RUNBOOK_SLACK_TEAM_ID`` stops the start
+  with one line and exit status 1.
 * ``prepare`` — before the engine exists: installs :class:`SlackChat` as the
-  service's chat and :class:`SlackGroups` for ``slack:`` identities, and asks
-  Slack who we are (``auth.test``: the workspace and the bot user). A token
-  Slack refuses stops the service; Slack being unreachable does not (it is
-  asked again in the background, and requests are answered "not connected"
-  until then unless ``RUNBOOK_SLACK_TEAM_ID`` names the workspace).
+  service's chat and :class:`SlackGroups` for ``slack:`` identities, and uses
+  the preflight's answer (or asks ``auth.test`` itself). ``auth.test`` only
+  tells us the workspace and the bot user: when it fails for another reason
+  (unreachable, 5xx, 429, ``unknown_method``) or answers without a
+  ``team_id``, Slack stays on. Signed requests are served — the signature
+  is what proves they come from Slack — and the workspace check is skipped
+  (logged once) until a ``team_id`` is known; ``auth.test`` is asked again in
+  the background with backoff, and sooner when requests arrive.
+  ``RUNBOOK_SLACK_TEAM_ID`` pins the workspace from the start.
 * ``start`` — after the engine restored its runs: follows the engine's
   records for status messages, posts waiting gates that have no message yet,
   and starts answering requests.
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +55,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runbook.slack")
 
-RECONNECT_EVERY = 30.0
+#: auth.test again after a failure: first wait, then doubling up to the last.
+RECONNECT_FIRST = 2.0
+RECONNECT_MAX = 60.0
+#: auth.test answered, but without a team id: ask again this rarely.
+RECHECK_INCOMPLETE = 300.0
+#: A request while the workspace is unknown asks auth.test again, at most this often.
+RECHECK_ON_REQUEST = 30.0
 
 
 class SlackExtension:
@@ -77,16 +93,22 @@ class SlackExtension:
         self.team_id: str | None = settings.slack_team_id
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
+        self.connected = False  # auth.test answered ok
+        self.auth_error: str | None = None  # its last error code, while it fails
         self.engine: Engine | None = None
         self.ready = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconnect: asyncio.Task[None] | None = None
+        self._who: dict[str, Any] | None = None  # the preflight's auth.test answer
+        self._wake: asyncio.Event | None = None
+        self._last_attempt = float("-inf")
+        self._warned_no_team = False
         self.commands = SlashCommands(self.live_engine, self.replier, self.spawn)
         self.interactions = Interactions(self.live_engine, self.api, self.replier, self.spawn)
         self.bolt = build_bolt_app(
             signing_secret=secret,
             api_url=settings.slack_api_url,
-            team=lambda: self.team_id,
+            team=self._team_for_request,
             authorize=self._authorize,
             commands=self.commands,
             interactions=self.interactions,
@@ -96,10 +118,35 @@ class SlackExtension:
 
     # -- the Extension protocol ------------------------------------------------------------
 
+    async def preflight(self) -> None:
+        """Check the token before serving (``runbook serve``), with a client of its own.
+
+        Raises:
+            ConfigError: Slack refused the token, or it belongs to another
+                workspace than ``RUNBOOK_SLACK_TEAM_ID``. Anything else (Slack
+                unreachable, 5xx, 429, ``unknown_method``) is left to ``prepare``.
+        """
+        api = SlackAPI(self.token, self.settings.slack_api_url, timeout=10.0)
+        try:
+            who = await api.call("auth.test", patient=False)
+        except ChatError as exc:
+            if exc.code in AUTH_CODES:
+                raise ConfigError(_refused(exc.code)) from None
+            return
+        finally:
+            await api.aclose()
+        self._check_team(who)
+        self._who = who
+
     async def prepare(self, service: Service) -> None:
         service.chat = self.chat
         service.groups.realms["slack"] = self.groups
-        if not await self._connect():
+        self._wake = asyncio.Event()
+        if self._who is not None:
+            self._apply(self._who)
+        else:
+            await self._connect()
+        if self.team_id is None or not self.connected:
             self._reconnect = asyncio.create_task(self._keep_connecting(), name="slack-connect")
 
     async def start(self, service: Service) -> None:
@@ -118,7 +165,7 @@ class SlackExtension:
         self.ready = True
         log.info(
             "Slack is on: workspace %s, bot user %s, requests at POST /slack/events",
-            self.team_id or "unknown yet",
+            self.team_id or "unknown yet (no workspace check until auth.test names it)",
             self.bot_user_id or "unknown yet",
         )
 
@@ -162,10 +209,29 @@ class SlackExtension:
         return [self._route]
 
     def health(self) -> dict[str, Any]:
+        """Slack's state for ``/healthz``; Slack trouble never makes the service unready.
+
+        ``state``: ``connected`` (auth.test answered with the workspace),
+        ``no_workspace`` (it answered without a team id: requests are served
+        without the workspace check), ``unreachable`` (it fails; asked again),
+        ``refused`` (Slack refused the token while running).
+        """
+        if self.auth_error in AUTH_CODES:
+            state = "refused"
+        elif not self.connected:
+            state = "unreachable"
+        elif self.team_id is None:
+            state = "no_workspace"
+        else:
+            state = "connected"
         return {
             "ok": True,
-            "connected": self.bot_user_id is not None,
+            "state": state,
+            "connected": self.connected,
             "team_id": self.team_id,
+            "bot_user_id": self.bot_user_id,
+            "workspace_check": self.team_id is not None,
+            "last_error": self.auth_error,
             "background_tasks": len(self._tasks),
             "rate_limited": self.api.rate_limited,
         }
@@ -210,32 +276,88 @@ class SlackExtension:
             bot_id=self.bot_id,
         )
 
-    async def _connect(self) -> bool:
-        try:
-            who = await self.api.call("auth.test")
-        except ChatError as exc:
-            if exc.code in AUTH_CODES:
-                raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({exc.code})") from exc
-            log.error("cannot reach Slack (%s); retrying every %.0fs", exc, RECONNECT_EVERY)
-            return False
+    def _team_for_request(self) -> str | None:
+        """The workspace a request must come from; None skips the check (and asks again)."""
+        team = self.team_id
+        if team is None:
+            if not self._warned_no_team:
+                self._warned_no_team = True
+                log.warning(
+                    "Slack: the workspace is not known yet (auth.test has not named it); "
+                    "serving signed requests without the workspace check until it does"
+                )
+            now = time.monotonic()
+            if self._wake is not None and now - self._last_attempt >= RECHECK_ON_REQUEST:
+                self._last_attempt = now
+                self._wake.set()
+        return team
+
+    def _check_team(self, who: dict[str, Any]) -> None:
         team = str(who.get("team_id") or "")
         if self.expected_team and team and team != self.expected_team:
             raise ConfigError(
                 f"SLACK_BOT_TOKEN belongs to workspace {team}, not RUNBOOK_SLACK_TEAM_ID "
                 f"{self.expected_team}"
             )
-        self.team_id = self.expected_team or team or None
-        self.bot_user_id = str(who.get("user_id") or "") or None
-        self.bot_id = str(who.get("bot_id") or "") or None
-        return True
+
+    def _apply(self, who: dict[str, Any]) -> None:
+        self._check_team(who)
+        team = str(who.get("team_id") or "") or None
+        self.team_id = self.expected_team or team
+        self.bot_user_id = str(who.get("user_id") or "") or self.bot_user_id
+        self.bot_id = str(who.get("bot_id") or "") or self.bot_id
+        self.connected = True
+        self.auth_error = None
+        if self.team_id is None:
+            log.warning(
+                "Slack auth.test answered without a team_id; serving signed requests without "
+                "the workspace check (set RUNBOOK_SLACK_TEAM_ID to pin the workspace)"
+            )
+
+    async def _connect(self) -> None:
+        """Ask auth.test once (no waiting on 429s or retries: the caller asks again).
+
+        Raises:
+            ConfigError: Slack refused the token, or it is another workspace's.
+        """
+        self._last_attempt = time.monotonic()
+        try:
+            who = await self.api.call("auth.test", patient=False)
+        except ChatError as exc:
+            again = self.auth_error == (exc.code or "error")
+            self.auth_error = exc.code or "error"
+            if exc.code in AUTH_CODES:
+                raise ConfigError(_refused(exc.code)) from None
+            log.log(
+                logging.DEBUG if again else logging.WARNING,
+                "Slack auth.test failed (%s); Slack stays on and it is asked again in the "
+                "background",
+                exc,
+            )
+            return
+        self._apply(who)
 
     async def _keep_connecting(self) -> None:
-        while True:
-            await asyncio.sleep(RECONNECT_EVERY)
+        """Ask auth.test again until it names the workspace (woken early by requests)."""
+        assert self._wake is not None
+        delay = RECONNECT_FIRST
+        while self.team_id is None or not self.connected:
+            wait = delay if not self.connected else RECHECK_INCOMPLETE
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
             try:
-                if await self._connect():
-                    log.info("connected to Slack workspace %s", self.team_id)
-                    return
+                await self._connect()
             except RunbookBotError as exc:
                 log.error("Slack: %s", exc)
                 return
+            if not self.connected:
+                delay = min(delay * 2, RECONNECT_MAX)
+        log.info("connected to Slack workspace %s", self.team_id)
+
+
+def _refused(code: str | None) -> str:
+    return (
+        f"Slack refused SLACK_BOT_TOKEN ({code}): check the token "
+        "(the app's Bot User OAuth Token, xoxb-...)"
+    )

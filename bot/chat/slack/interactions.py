@@ -67,7 +67,7 @@ class Interactions:
 
     # -- clicks ---------------------------------------------------------------------------
 
-    async def click(self, body: Mapping[str, Any], *, retry: bool = False) -> None:
+    async def click(self, body: Mapping[str, Any]) -> None:
         """Handle one approval button click (after the acknowledgement)."""
         user = str((body.get("user") or {}).get("id") or "")
         audience = _audience(body, user)
@@ -89,9 +89,6 @@ class Interactions:
         run = engine.store.get_run(ref.run_id)
         state = run.steps.get(ref.step_id) if run is not None else None
         gate = state.gate if state is not None else None
-        if retry and gate is not None and any(d.by == identity for d in gate.decisions):
-            log.info("ignored a Slack retry of %s's click on %s/%s", user, ref.run_id, ref.step_id)
-            return
         if (
             decision == "approve"
             and gate is not None
