@@ -34,7 +34,8 @@ if _Parser is None:  # pragma: no cover - libyaml ships in PyYAML wheels
     _Parser = _PyParser
 
 MAX_DEPTH = 100
-MAX_NODES = 10_000
+MAX_NODES = 10_000  # once aliases are used: the document as expanded (SPEC: alias bombs)
+MAX_PLAIN_NODES = 50_000  # without aliases: bounds the work of checking a big file
 
 Path = tuple[str | int, ...]
 
@@ -122,6 +123,7 @@ class Budget:
     """Nodes read so far; shared by the blocks of one Markdown file."""
 
     nodes: int = 0
+    aliased: bool = False  # an alias was expanded: the smaller limit holds from then on
 
 
 _MISSING = object()
@@ -239,7 +241,9 @@ class _Builder:
                 "(an alias bomb?); write the values out instead"
             )
         else:
-            message = f"the document has more than {MAX_NODES:,} nodes, the limit for a runbook"
+            message = (
+                f"the document has more than {MAX_PLAIN_NODES:,} nodes, the limit for a runbook"
+            )
         return LimitError(message, Pos(*at))
 
     def _block_start(self, mark: Any) -> tuple[int, int]:
@@ -270,7 +274,8 @@ class _Builder:
         col_base = self.col_offset + 1
         anchors: dict[str, tuple[Any, int]] = {}
         nodes = self.budget.nodes
-        aliased = False
+        aliased = self.budget.aliased
+        limit = MAX_NODES if aliased else MAX_PLAIN_NODES
         stack: list[_Frame] = []
         top: _Frame | None = None
         result: Any = None
@@ -293,13 +298,14 @@ class _Builder:
                         raise SourceError(f"unknown alias *{anchor}", Pos(*at))
                     value, size = anchors[anchor]
                     nodes += size
-                    aliased = True
-                    if nodes > MAX_NODES:
+                    aliased = self.budget.aliased = True
+                    limit = MAX_NODES
+                    if nodes > limit:
                         raise self._too_many(at, aliased)
                     anchor = None
                 else:
                     nodes += 1
-                    if nodes > MAX_NODES:
+                    if nodes > limit:
                         raise self._too_many(at, aliased)
                     size = 1
                     tag = event.tag
@@ -325,7 +331,7 @@ class _Builder:
                 mark = event.start_mark
                 at = (mark.line + line_base, mark.column + col_base)
                 nodes += 1
-                if nodes > MAX_NODES:
+                if nodes > limit:
                     raise self._too_many(at, aliased)
                 is_map = etype is map_start_t
                 tag = event.tag

@@ -113,12 +113,23 @@ def test_an_alias_bomb_stops_at_ten_thousand_nodes(form: str, registry: Connecto
 
 def test_many_small_markdown_blocks_share_one_node_budget(registry: ConnectorRegistry) -> None:
     block = "```step\nid: s\nuses: core.echo\nwith: {a: 1, b: 2, c: 3, d: 4}\n```\n"
-    text = "---\nname: many\n---\n" + block * 1000
+    text = "---\nname: many\n---\n" + block * 5000
 
     with quickly():
         result = load_text(text, "many.md", registry)
 
-    assert "more than 10,000 nodes" in only_error(result)[2]
+    assert "more than 50,000 nodes" in only_error(result)[2]
+
+
+def test_a_long_list_without_aliases_is_a_legal_runbook(registry: ConnectorRegistry) -> None:
+    ips = ", ".join(f'"10.0.{i // 250}.{i % 250}"' for i in range(12_000))
+    text = f"name: big\ninputs:\n  ips: {{type: list, default: [{ips}]}}\n"
+    text += "steps:\n  - {id: a, uses: core.noop}\n"
+
+    with quickly():
+        result = load_text(text, "big.yaml", registry)
+
+    assert result.diagnostics == []
 
 
 @pytest.mark.parametrize(
