@@ -1,8 +1,11 @@
 """The engine's Chat port on Slack: a thread per run, approval messages, notices.
 
-A run gets a root message in its channel (the runbook's ``channel``, or for
-a run started by the slash command, the channel it was typed in). Its
-thread holds one status message, edited in place as steps move (the records
+A run gets a root message in its runbook's ``channel``; a runbook without
+one has no thread, and its gates and notices go to the terminal and the API
+only (SPEC 1.1), wherever the run was started — except a gate or notice that
+names a channel of its own. Channels are sent to Slack as the runbook writes
+them (``#soc-incidents``); Slack answers with the channel's id, which later
+calls use. The thread holds one status message, edited in place as steps move (the records
 of ``status_interval`` seconds become one update, and a message is never
 edited to what it already shows, so a busy run does not flood Slack), the
 approval requests, notices, and a final summary.
@@ -49,8 +52,15 @@ class GroupIds(Protocol):
 
 
 def channel_name(channel: str) -> str:
-    """What chat.postMessage takes: an id, or a name without its ``#``."""
-    return channel.strip().removeprefix("#")
+    """What chat.postMessage gets: the channel as the runbook writes it (``#name`` or an id)."""
+    return channel.strip()
+
+
+def same_channel(a: str | None, b: str | None) -> bool:
+    """Whether two channel references are written the same (``#ops`` and ``ops`` are)."""
+    if not a or not b:
+        return False
+    return a.strip().removeprefix("#") == b.strip().removeprefix("#")
 
 
 class SlackChat:
@@ -92,20 +102,23 @@ class SlackChat:
     # -- where things go --------------------------------------------------------------------
 
     def run_channel(self, run: RunState, view: RunView) -> str | None:
-        """The runbook's channel; else the channel a slash command was typed in."""
+        """The runbook's channel, as written; None without one (no thread, SPEC 1.1)."""
         if view.channel:
             return channel_name(view.channel)
-        trigger = run.trigger or {}
-        if trigger.get("kind") == "slack" and trigger.get("channel"):
-            return str(trigger["channel"])
         return None
 
     def _in_thread(self, run: RunState, view: RunView, channel: str) -> str | None:
-        """The run's thread ts when ``channel`` is where the thread is."""
+        """The run's thread ts when ``channel`` is where the thread is.
+
+        ``channel`` may be the runbook's spelling (``#soc-incidents``) or the id
+        Slack answered with (the thread's ``channel``); either matches.
+        """
         thread = run.thread
         if not thread or not thread.get("ts"):
             return None
-        if channel in (thread.get("channel"), self.run_channel(run, view)):
+        if same_channel(channel, thread.get("channel")) or same_channel(
+            channel, self.run_channel(run, view)
+        ):
             return str(thread["ts"])
         return None
 
@@ -178,7 +191,8 @@ class SlackChat:
         code = exc.code or "error"
         where = (
             channel
-            if channel.startswith(("C", "G", "D")) and channel.isupper()
+            if channel.startswith("#")
+            or (channel.startswith(("C", "G", "D")) and channel.isupper())
             else ("#" + channel)
         )
         text = describe(method, code, where) if exc.code else f"{exc} ({where})"
@@ -191,7 +205,12 @@ class SlackChat:
     async def run_started(self, run: RunState, view: RunView) -> Ref | None:
         channel = self.run_channel(run, view)
         if channel is None:
-            log.info("run %s: runbook %s has no channel; no Slack thread", run.id, run.runbook)
+            log.info(
+                "run %s: runbook %s has no channel; no Slack thread (its gates and notices "
+                "go to the API and the terminal)",
+                run.id,
+                run.runbook,
+            )
             return None
         message = blocks.run_root(run, view)
         ref = await self._post(channel, message)
@@ -270,7 +289,9 @@ class SlackChat:
     ) -> Ref | None:
         target = channel_name(channel) if channel else self.run_channel(run, view)
         if target is None:
-            log.info("run %s notify (no channel): %s", run.id, text)
+            log.info(
+                "run %s notify (its runbook has no channel; not sent to Slack): %s", run.id, text
+            )
             return None
         thread_ts = self._in_thread(run, view, target) if thread else None
         message = blocks.Message(text, [])

@@ -45,7 +45,7 @@ from bot.chat.slack.replies import Replier
 from bot.chat.slack.slash import SlashCommands
 from bot.errors import ChatError, ConfigError, RunbookBotError
 from bot.redact import REDACTOR
-from bot.runbook.model import ApprovalStep
+from bot.runbook.model import ApprovalStep, NotifyStep
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -171,6 +171,7 @@ class SlackExtension:
 
     @staticmethod
     def _warn_channelless(engine: Engine) -> None:
+        """SPEC 1.1: a runbook without ``channel`` keeps its gates and notices out of Slack."""
         for name in engine.catalog.names():
             book = engine.catalog.get(name).runbook
             if book.channel is not None:
@@ -180,14 +181,24 @@ class SlackExtension:
                 for s in book.steps
                 if isinstance(s, ApprovalStep) and s.approval.channel is None
             ]
+            tells = [
+                s.id for s in book.steps if isinstance(s, NotifyStep) and s.notify.channel is None
+            ]
+            if not asks and not tells:
+                continue
+            what = []
             if asks:
-                log.warning(
-                    "runbook %s has no channel: its approvals (%s) reach Slack only for runs "
-                    "started with /runbook (in the channel it was typed in); decide the others "
-                    "with the API or the terminal",
-                    name,
-                    ", ".join(asks),
+                what.append(
+                    f"approvals ({', '.join(asks)}) are decided with the API or the terminal"
                 )
+            if tells:
+                what.append(f"notices ({', '.join(tells)}) go to the log")
+            log.warning(
+                "runbook %s has no channel, so its runs have no Slack thread: its %s only, "
+                "even for runs started with /runbook (give it a channel to use Slack)",
+                name,
+                " and its ".join(what),
+            )
 
     async def stop(self) -> None:
         """Stop answering; let background work (decisions, starts) finish."""

@@ -186,9 +186,12 @@ class SlashCommands:
             return (
                 f"; follow it in {md.escape(channel if channel.startswith('#') else '#' + channel)}"
             )
-        if run.trigger.get("channel"):
-            return f"; follow it in <#{run.trigger['channel']}>"
-        return ""
+        return (
+            f". Its runbook has no Slack channel, so it has no thread here: see it with "
+            f"`/runbook status {run.id}`, and decide its approvals with the API "
+            f"(`POST /api/runs/{run.id}/steps/STEP/decision`) or the terminal "
+            f"(`runbook approve {run.id} STEP`)"
+        )
 
     # -- status, cancel ------------------------------------------------------------------------
 
