@@ -28,11 +28,17 @@ class VerifyResult:
         }
 
 
-def verify(path: str) -> VerifyResult:
+def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
     """Verify every record: well-formed, consecutive ``seq``, ``prev`` links, ``hash``.
 
     A changed record fails its hash; a removed, inserted or reordered record
     breaks ``seq`` or ``prev``. The first bad record is named by line and seq.
+
+    Args:
+        seen: ``(seq, hash)`` of a record known to have been written (the state
+            snapshot's watermark). A chain cannot show that records were cut
+            from its end, nor that it was rewritten whole; this can: the log
+            must still hold that record, unchanged.
     """
     expected_prev = GENESIS
     expected_seq = 1
@@ -73,7 +79,24 @@ def verify(path: str) -> VerifyResult:
                 number,
                 seq,
             )
+        if seen is not None and seq == seen[0] and record["hash"] != seen[1]:
+            return VerifyResult(
+                False,
+                count,
+                "record differs from the one the state snapshot saw (the log was rewritten)",
+                number,
+                seq,
+            )
         expected_prev = record["hash"]
         expected_seq += 1
         count += 1
+    if seen is not None and seen[0] > count:
+        return VerifyResult(
+            False,
+            count,
+            f"the log ends at seq {count} but seq {seen[0]} was written "
+            "(records were removed from its end)",
+            count + 1,
+            count + 1,
+        )
     return VerifyResult(True, count)

@@ -21,6 +21,7 @@ from bot.engine.clock import iso, parse_iso, utcnow
 from bot.engine.state import RunState
 from bot.redact import REDACTOR
 from bot.runbook.durations import format_duration, parse_duration
+from bot.store.snapshot import snapshot_watermark
 
 
 def _run_or_exit(ctx: CliContext, run_id: str) -> RunState:
@@ -121,7 +122,7 @@ def _records_of(path: str, run_id: str, start: int) -> list[dict[str, Any]]:
 def cmd_audit(ctx: CliContext) -> int:
     path = str(ctx.settings.data_dir / "audit.jsonl")
     if ctx.args.audit_command == "verify":
-        result = verify(path)
+        result = verify(path, snapshot_watermark(ctx.settings.data_dir / "state.json"))
         if ctx.args.json:
             print(json.dumps(result.as_dict()))
         elif result.ok:

@@ -107,3 +107,18 @@ class Snapshot:
         meta.truncate()
         meta.insert({**tables["meta"], "format": FORMAT_VERSION})
         self.storage.flush()
+
+
+def snapshot_watermark(path: Path) -> tuple[int, str] | None:
+    """``(seq, hash)`` of the last journal record a snapshot file reflects, if readable.
+
+    For ``runbook audit verify``: read-only, tolerant (a missing or unreadable
+    snapshot gives None, and the chain alone is checked).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        meta = next(iter(data["meta"].values()))
+        seq, digest = int(meta["seq"]), str(meta["hash"])
+    except (OSError, ValueError, KeyError, TypeError, StopIteration, AttributeError):
+        return None
+    return (seq, digest) if seq > 0 else None

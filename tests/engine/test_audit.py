@@ -125,3 +125,23 @@ def test_truncated_tail_is_still_a_valid_prefix_but_garbage_is_not(log_path: Pat
     write(log_path, [*rows[:5], "not json"])
     result = verify(str(log_path))
     assert not result.ok and result.line == 6
+
+
+def test_records_cut_from_the_end_are_found_against_the_snapshot(log_path: Path) -> None:
+    from bot.store.snapshot import snapshot_watermark
+
+    seen = snapshot_watermark(log_path.parent / "state.json")
+    rows = lines(log_path)
+    assert seen is not None and seen[0] == len(rows)
+    assert verify(str(log_path), seen).ok
+    write(log_path, rows[:-1])
+    result = verify(str(log_path), seen)
+    assert not result.ok and result.seq == len(rows)
+    assert "removed from its end" in (result.problem or "")
+
+
+def test_a_log_rewritten_whole_is_found_against_the_snapshot(log_path: Path) -> None:
+    seen = (len(lines(log_path)), "0" * 64)  # what the snapshot saw is not what the log holds
+    result = verify(str(log_path), seen)
+    assert not result.ok and "rewritten" in (result.problem or "")
+    assert verify(str(log_path)).ok  # the chain itself is intact: only the snapshot tells
