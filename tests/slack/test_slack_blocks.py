@@ -137,6 +137,43 @@ def test_after_a_decision_and_when_it_ends() -> None:
     assert buttons(expired) == {} and "Expired" in json.dumps(expired.blocks)
 
 
+def test_the_text_fallback_carries_what_the_blocks_show() -> None:
+    g = gate(escalate_groups=["soc-managers"], escalate_users=["U0BOSS"])
+    asked = blocks.approval(run_with(g), View(), "ask", g).text
+    assert asked.startswith("Approval needed: Ask a lead (run r-0abc, contain-host)")
+    assert "Contain *web-1*?" in asked and "<!channel>" not in asked
+    assert "<@U0BOB>" in asked and "@soc-leads" in asked and "2 approvals needed" in asked
+    assert "Deadline: 2026-11-22 11:00:00 UTC" in asked
+
+    g.decisions.append(
+        Decision("slack:U0BOB", "approve", "2026-11-22T10:05:00.000000Z", "fine by me")
+    )
+    partly = blocks.approval(run_with(g), View(), "ask", g).text
+    assert "<@U0BOB> approved at 2026-11-22 10:05:00 UTC: fine by me" in partly
+    assert "1 more approval needed" in partly
+
+    g.decisions.append(Decision("slack:U0CAROL", "approve", "2026-11-22T10:06:00.000000Z"))
+    ended = blocks.approval(run_with(g, Outcome.APPROVED), View(), "ask", g).text
+    assert "Ask a lead (run r-0abc, contain-host): approved by <@U0BOB>, <@U0CAROL>" in ended
+    assert "<@U0CAROL> approved at 2026-11-22 10:06:00 UTC" in ended
+    assert "more approval" not in ended
+
+    r = gate()
+    r.decisions.append(Decision("slack:U0CAROL", "reject", "2026-11-22T10:07:00.000000Z"))
+    rejected = blocks.approval(run_with(r, Outcome.REJECTED), View(), "ask", r).text
+    assert "rejected by <@U0CAROL>" in rejected
+    e = gate()
+    expired = blocks.approval(run_with(e, Outcome.EXPIRED), View(), "ask", e).text
+    assert "expired at 2026-11-22 11:00:00 UTC" in expired
+
+    g.escalated = True
+    notice = blocks.escalation_notice(
+        run_with(g), View(), "ask", g, {"soc-managers": "S0SOCMGR"}
+    ).text
+    assert "<@U0BOSS>" in notice and "<!subteam^S0SOCMGR>" in notice
+    assert "Ask a lead (run r-0abc)" in notice
+
+
 def test_a_recovery_gate_offers_skip() -> None:
     g = gate(recovery=True, min_approvals=1, allow_requester=True)
     message = blocks.approval(run_with(g), View(), "ask", g)

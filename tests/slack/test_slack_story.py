@@ -120,6 +120,10 @@ async def test_the_whole_story(start_app: Any) -> None:
         )
     )
     assert run.status == "waiting"
+    # ... and so does its `text`, for clients that read only that
+    partly = app.message(SOC, gate_ts)["text"]
+    assert "<@U0BOB> approved at " in partly and "1 more approval needed" in partly
+    assert "Contain *web-1* (linux)? two words" in partly
 
     # bob clicks again (a double click): refused, never counted twice
     await app.click("approval_approve", value, user=BOB, message_ts=gate_ts)
@@ -141,6 +145,7 @@ async def test_the_whole_story(start_app: Any) -> None:
     gate_now = next(m for m in fake.messages(SOC) if m["ts"] == gate_ts)
     assert actions_of(gate_now.get("blocks")) == []
     assert "Approved* by <@U0BOB>, <@U0CAROL>" in text_of(gate_now["blocks"])
+    assert "approved by <@U0BOB>, <@U0CAROL>" in gate_now["text"]
     in_thread = [m for m in fake.messages(SOC) if m.get("thread_ts") == thread_ts]
     texts = [m.get("text", "") for m in in_thread]
     assert "Host web-1 contained" in texts

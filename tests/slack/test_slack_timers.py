@@ -62,6 +62,10 @@ async def test_escalation_mentions_the_group_and_lets_it_decide(start_app: Any) 
     await app.until(
         lambda: "escalated to <!subteam^S0SOCMGR>" in text_of(app.message(SOC, gate_ts)["blocks"])
     )
+    # a client that reads only `text` sees the mentions too
+    notice = next(m for m in app.fake.messages(SOC) if m.get("text", "").startswith("Escalated:"))
+    assert "<!subteam^S0SOCMGR>" in notice["text"]
+    assert "(escalated) <!subteam^S0SOCMGR>" in app.message(SOC, gate_ts)["text"]
     assert actions_of(app.message(SOC, gate_ts)["blocks"])  # still open
 
     await app.click("approval_approve", value, user=CAROL, message_ts=gate_ts)

@@ -395,16 +395,104 @@ def approval(
     if waiting:
         remaining = max(gate.min_approvals - len(gate.approvals), 0)
         if gate.decisions and remaining:
-            blocks.append(
-                context(f"{remaining} more approval{'s' if remaining != 1 else ''} needed")
-            )
+            blocks.append(context(_still_needed(remaining)))
         blocks.append(_buttons(run.id, sid, step_title, gate))
-        text = f"Approval needed: {step_title} (run {run.id}, {run.runbook})"
     else:
         outcome = _gate_outcome(state, gate)
         blocks.append(section(outcome))
-        text = f"{step_title} (run {run.id}): {state.outcome or 'decided'}"
-    return Message(_text(text), blocks[:50])
+    return Message(approval_text(run, sid, gate, ids, step_title, waiting), blocks[:50])
+
+
+def _still_needed(remaining: int) -> str:
+    return f"{remaining} more approval{'s' if remaining != 1 else ''} needed"
+
+
+def when_text(ts: str | None) -> str:
+    """An ISO timestamp for plain text (the ``text`` fallback): ``2026-11-22 10:00:05 UTC``."""
+    if not ts:
+        return "—"
+    try:
+        return parse_iso(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return ts
+
+
+def approval_text(
+    run: RunState,
+    sid: str,
+    gate: GateState,
+    group_ids: Mapping[str, str],
+    step_title: str,
+    waiting: bool,
+) -> str:
+    """The ``text`` of an approval message: what its blocks show, for notifications, screen
+    readers and clients (or programs) that read only ``text``.
+
+    The prompt, who may decide, each decision (who, what, when), the approvals
+    still needed while it waits, and the outcome once it ended.
+    """
+    state = run.steps[sid]
+    prompt = md.truncate(md.no_broadcasts(gate.prompt) or "(no prompt)", 1500)
+    what = f"{step_title} (run {run.id}, {run.runbook})"
+    if waiting:
+        head = (
+            "Decision needed after a restart: " if gate.recovery else "Approval needed: "
+        ) + what
+    else:
+        head = f"{what}: {_outcome_text(state, gate)}"
+    lines = [head, prompt]
+    if waiting:
+        who = (
+            "anyone in the channel"
+            if gate.open_to_all
+            else md.people(gate.users, gate.groups, group_ids) or "nobody listed"
+        )
+        if gate.escalated and (gate.escalate_users or gate.escalate_groups):
+            who += ", and (escalated) " + md.people(
+                gate.escalate_users, gate.escalate_groups, group_ids
+            )
+        need = gate.min_approvals
+        lines.append(f"Approvers: {who}; {need} approval{'s' if need != 1 else ''} needed in all")
+    for d in gate.decisions[:10]:
+        line = f"{md.identity(d.by)} {_VERBS.get(d.decision, d.decision)} at {when_text(d.at)}"
+        if d.comment:
+            line += f": {md.escape(md.truncate(d.comment, 200))}"
+        lines.append(line)
+    if waiting:
+        remaining = max(gate.min_approvals - len(gate.approvals), 0)
+        if remaining:
+            lines.append(_still_needed(remaining))
+        if gate.deadline:
+            then = "approved" if gate.on_timeout == "approve" else "rejected"
+            lines.append(f"Deadline: {when_text(gate.deadline)} (then {then})")
+    return _text(md.truncate("\n".join(lines), 3900))
+
+
+_VERBS = {"approve": "approved", "reject": "rejected", "skip": "chose skip"}
+
+
+def _outcome_text(state: StepState, gate: GateState) -> str:
+    """How an ended gate ended, in plain words (for ``text``)."""
+    outcome = state.outcome
+    if outcome is Outcome.APPROVED:
+        by = [md.identity(d.by) for d in gate.approvals]
+        if not by:
+            return f"approved automatically at the deadline ({when_text(gate.deadline)})"
+        return f"approved by {', '.join(by)}"
+    if outcome is Outcome.REJECTED:
+        by = [md.identity(d.by) for d in gate.decisions if d.decision == "reject"]
+        return f"rejected by {', '.join(by) or 'someone'}"
+    if outcome is Outcome.EXPIRED:
+        return f"expired at {when_text(gate.deadline)}: nobody decided in time"
+    if outcome is Outcome.CANCELLED:
+        return "cancelled" + (f" ({md.escape(state.reason)})" if state.reason else "")
+    if outcome is Outcome.SKIPPED:
+        return "skipped: the step was marked skipped and the run went on"
+    if outcome is Outcome.FAILED:
+        return f"failed: {md.escape(md.truncate(state.error or '', 300))}"
+    if gate.recovery and not gate.open:
+        return "run again: the step was started again"
+    return str(outcome or "decided")
 
 
 def _confirm(title: str, text: str, yes: str, style: str | None = None) -> dict[str, Any]:
@@ -468,6 +556,8 @@ def escalation_notice(
         f":rotating_light: {who}: *{title}* (run `{run.id}`) has waited since "
         f"{md.date(gate.requested_at)} with no decision. You may decide it now."
     )
-    return Message(
-        _text(f"Escalated: {view.step_title(sid)} (run {run.id}) needs a decision"), [section(text)]
+    plain = (
+        f"Escalated: {who}: {view.step_title(sid)} (run {run.id}) has waited since "
+        f"{when_text(gate.requested_at)} with no decision; you may decide it now"
     )
+    return Message(_text(plain), [section(text)])
