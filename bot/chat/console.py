@@ -6,7 +6,10 @@ same lines, coloured. Every line passes through the redactor.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from bot.engine.clock import parse_iso
@@ -195,3 +198,81 @@ class ConsoleChat(NullChat):
         if self.timeline.follow is None or run.id in self.timeline.follow:
             where = f" ({channel})" if channel else ""
             self.timeline.write(f"  📣 {step_id}{where}: {text}")
+
+
+# -- asking at the terminal -------------------------------------------------------------
+
+
+class PromptInterrupted(Exception):
+    """The question stopped being asked: something changed elsewhere, or a deadline came."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+REDRAW = "redraw"
+"""What a prompt's ``watch`` returns after it printed something: show the question again."""
+
+
+async def ask_line(
+    prompt: str,
+    *,
+    stream: TextIO | None = None,
+    watch: Callable[[], Awaitable[str | None]] | None = None,
+    every: float = 0.5,
+) -> str | None:
+    """Ask ``prompt`` on the terminal; the line typed, or None at the end of input.
+
+    While nobody types, ``watch`` is called every ``every`` seconds: None to
+    keep asking, :data:`REDRAW` after it printed something (the question's
+    last line is shown again), any other text to stop asking — it is raised
+    as :class:`PromptInterrupted`. The read never blocks the event loop.
+
+    Raises:
+        PromptInterrupted: ``watch`` said the question is moot.
+    """
+    out = stream or sys.stdout
+    out.write(prompt)
+    out.flush()
+    try:
+        fd = sys.stdin.fileno()
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        loop.add_reader(fd, ready.set)
+    except (OSError, ValueError, NotImplementedError, AttributeError):
+        return await asyncio.to_thread(_blocking_line)  # no way to wait on this stdin
+    buffered = b""
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(ready.wait(), timeout=every)
+            except TimeoutError:
+                if watch is None:
+                    continue
+                verdict = await watch()
+                if verdict == REDRAW:
+                    out.write(prompt.rsplit("\n", 1)[-1])
+                    out.flush()
+                elif verdict is not None:
+                    raise PromptInterrupted(verdict) from None
+                continue
+            ready.clear()
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return buffered.decode(errors="replace") if buffered else None
+            buffered += chunk
+            if b"\n" in buffered:
+                return buffered.split(b"\n", 1)[0].decode(errors="replace")
+    finally:
+        loop.remove_reader(fd)
+
+
+def _blocking_line() -> str | None:
+    try:
+        return input()
+    except EOFError:
+        return None

@@ -7,7 +7,7 @@ import asyncio
 import getpass
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from bot.chat.console import Timeline
 from bot.cli import (
@@ -23,9 +23,14 @@ from bot.cli.context import CliContext, make_context
 from bot.cli.session import EngineSession, open_readonly
 from bot.engine import admission
 from bot.engine.approvals import Verdict, is_eligible
-from bot.engine.engine import Engine
 from bot.engine.state import RunState, RunStatus
-from bot.errors import ConflictError, NotFoundError, PermissionDenied, RunbookLoadError
+from bot.errors import (
+    ConflictError,
+    DataDirLocked,
+    NotFoundError,
+    PermissionDenied,
+    RunbookLoadError,
+)
 from bot.redact import REDACTOR
 from bot.runbook.inputs import parse_assignments
 
@@ -142,7 +147,9 @@ async def foreground(ctx: CliContext, session: EngineSession, run_id: str, user:
     """Drive a run in this terminal until it ends, or waits for someone we cannot ask.
 
     While a question is open, the data directory is released so another
-    terminal (or `runbook approve`) can decide; the answer re-takes it.
+    terminal (or `runbook approve`/`cancel`) can decide; the answer re-takes it.
+    A decision or cancel made elsewhere, or the gate's deadline, ends the
+    question without anyone typing (see :mod:`bot.cli.waiting`).
     """
     identity = f"cli:{user}"
     while True:
@@ -152,43 +159,140 @@ async def foreground(ctx: CliContext, session: EngineSession, run_id: str, user:
         if run.ended:
             await session.close()
             return _finish(ctx, run)
-        gate_id, gate = _askable_gate(run, identity, engine)
-        interactive = sys.stdin.isatty()
-        if gate_id is None or not interactive:
-            waiting = ", ".join(run.waiting_gates)
+        gate_id, _gate = _askable_gate(run, identity, _member_of(ctx, identity))
+        if gate_id is None or not sys.stdin.isatty():
             await session.close()
-            hint = run.waiting_gates[0] if run.waiting_gates else "STEP"
-            print(
-                f"run {run_id} is waiting for a decision at {waiting}; decide with:\n"
-                f"  runbook approve {run_id} {hint} --as USER [--reject]",
-                file=sys.stderr,
-            )
-            if ctx.args.json:
-                print_document(run)
-            else:
-                print(run_id)
-            return EXIT_WAITING
+            return _waiting_exit(ctx, run)
         await session.close()  # release the data directory while we wait for the person
-        pause = getattr(session.timeline, "pause", None)
-        if pause is not None:
-            pause()
-        answer = await _ask(run, gate_id, gate, identity)
-        await session.open()
+        code = await _while_released(ctx, session, run, identity)
+        if code is not None:
+            return code
+
+
+async def _while_released(
+    ctx: CliContext, session: EngineSession, run: RunState, identity: str
+) -> int | None:
+    """Ask the person, or follow what others do, until this process owns the data again.
+
+    Returns None once the session is open again (the run resumed, the answer
+    given), or the exit code when the run's fate was settled elsewhere.
+    """
+    from bot.chat.console import PromptInterrupted
+    from bot.cli.waiting import POLL_SECONDS, RunWatcher, is_due
+
+    watcher = RunWatcher(ctx, run, session.timeline)
+    member_of = _member_of(ctx, identity)
+    told_owner = False
+    while True:
+        run = watcher.run
+        if run.ended:
+            return _finish(ctx, run)
+        answer: tuple[str, str | None] | None = None
+        asked = None
+        gate_id, gate = _askable_gate(run, identity, member_of)
+        if gate_id is not None and not is_due(run):
+            pause = getattr(session.timeline, "pause", None)
+            if pause is not None:
+                pause()
+            try:
+                answer = await _ask(
+                    run,
+                    gate_id,
+                    gate,
+                    identity,
+                    watch=watcher.prompt_watch(gate_id),
+                    stream=session.timeline.stream,
+                )
+                asked = gate_id
+            except PromptInterrupted as stop:
+                if stop.reason == "due":
+                    session.timeline.write("")  # the deadline's records follow the question
+                run = watcher.run
+                if run.ended:
+                    return _finish(ctx, run)
+            except _NoAnswer:
+                return _waiting_exit(ctx, run)
+        elif gate_id is None and run.status is RunStatus.WAITING and not is_due(run):
+            return _waiting_exit(ctx, run)  # nobody here can answer what it waits for now
+        patience = 10.0 if answer is not None else 0.0
+        try:
+            await _retake(session, patience)
+        except DataDirLocked as exc:
+            if answer is not None:
+                watcher.refresh()
+                if asked is not None and watcher.run.steps[asked].waiting:
+                    raise  # the answer cannot be recorded: say who owns the directory
+                answer = None
+            if not told_owner:
+                print(f"runbook: {exc}; following run {run.id}", file=sys.stderr)
+                told_owner = True
+            await asyncio.sleep(POLL_SECONDS)
+            watcher.refresh()
+            continue
+        watcher.drain()
         engine = session.engine
         assert engine is not None
-        session.timeline.follow = {run_id}
-        await engine.resume_run(run_id)
-        if answer is None:
-            continue
-        decision, comment = answer
-        result = await engine.decide(run_id, gate_id, identity, decision, comment=comment)
-        if result.verdict is not Verdict.ACCEPTED:
-            print(f"runbook: {result.reason}", file=sys.stderr)
+        session.timeline.follow = {run.id}
+        await engine.resume_run(run.id)
+        if answer is not None and asked is not None:
+            decision, comment = answer
+            result = await engine.decide(run.id, asked, identity, decision, comment=comment)
+            if result.verdict is not Verdict.ACCEPTED:
+                print(f"runbook: {result.reason}", file=sys.stderr)
+        return None
 
 
-def _askable_gate(run: RunState, identity: str, engine: Engine) -> tuple[str | None, Any]:
-    groups = getattr(engine.groups, "groups", {})
-    member_of = {name for name, members in groups.items() if identity.split(":", 1)[1] in members}
+async def _retake(session: EngineSession, patience: float) -> None:
+    """Open the session again, waiting up to ``patience`` seconds for another owner to go.
+
+    Raises:
+        DataDirLocked: still owned by another process.
+    """
+    from bot.cli.waiting import POLL_SECONDS
+
+    loop = asyncio.get_running_loop()
+    until = loop.time() + patience
+    while True:
+        try:
+            await session.open()
+            return
+        except DataDirLocked:
+            await session.close()
+            if loop.time() >= until:
+                raise
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _waiting_exit(ctx: CliContext, run: RunState) -> int:
+    """Exit 5: say how to decide, print the run id (or the document) last on stdout."""
+    print_waiting(ctx, run)
+    return EXIT_WAITING
+
+
+def print_waiting(ctx: CliContext, run: RunState, *, intro: str | None = None) -> None:
+    waiting = ", ".join(run.waiting_gates)
+    hint = run.waiting_gates[0] if run.waiting_gates else "STEP"
+    recovery = any(
+        (gate := run.steps[sid].gate) is not None and gate.recovery for sid in run.waiting_gates
+    )
+    choice = "[--reject|--skip]" if recovery else "[--reject]"
+    print(
+        (intro or f"run {run.id} is waiting for a decision at {waiting}")
+        + f"; decide with:\n  runbook approve {run.id} {hint} --as USER {choice}",
+        file=sys.stderr,
+    )
+    if ctx.args.json:
+        print_document(run)
+    else:
+        print(run.id)
+
+
+def _member_of(ctx: CliContext, identity: str) -> set[str]:
+    name = identity.split(":", 1)[1]
+    return {group for group, members in ctx.settings.groups.items() if name in members}
+
+
+def _askable_gate(run: RunState, identity: str, member_of: set[str]) -> tuple[str | None, Any]:
     for sid in run.waiting_gates:
         gate = run.steps[sid].gate
         if (
@@ -200,7 +304,27 @@ def _askable_gate(run: RunState, identity: str, engine: Engine) -> tuple[str | N
     return None, None
 
 
-async def _ask(run: RunState, sid: str, gate: Any, identity: str) -> tuple[str, str | None] | None:
+class _NoAnswer(Exception):
+    """The terminal's input ended before an answer."""
+
+
+async def _ask(
+    run: RunState,
+    sid: str,
+    gate: Any,
+    identity: str,
+    *,
+    watch: Any = None,
+    stream: TextIO | None = None,
+) -> tuple[str, str | None] | None:
+    """The person's decision; None for an answer that decides nothing.
+
+    Raises:
+        PromptInterrupted: decided or cancelled elsewhere, or the deadline came.
+        _NoAnswer: end of input.
+    """
+    from bot.chat.console import ask_line
+
     only_reject = identity == run.requester and not gate.allow_requester and not gate.recovery
     if gate.recovery:
         prompt = f"\n{gate.prompt}\n[a]pprove (run again) / [s]kip / [r]eject: "
@@ -211,9 +335,9 @@ async def _ask(run: RunState, sid: str, gate: Any, identity: str) -> tuple[str, 
         )
     else:
         prompt = f"\n{gate.prompt}\nApprove? [y]es / [n]o (reject): "
-    line = await asyncio.to_thread(_read_answer, prompt)
+    line = await ask_line(prompt, watch=watch, stream=stream)
     if line is None:
-        raise CliExit(EXIT_WAITING, f"no answer; run {run.id} is still waiting at {sid}")
+        raise _NoAnswer
     word = line.strip().lower()
     if only_reject:
         return ("reject", None) if word in ("y", "yes", "r", "reject") else None
@@ -224,13 +348,6 @@ async def _ask(run: RunState, sid: str, gate: Any, identity: str) -> tuple[str, 
     if word in ("s", "skip") and gate.recovery:
         return "skip", None
     return None
-
-
-def _read_answer(prompt: str) -> str | None:
-    try:
-        return input(prompt)
-    except EOFError:
-        return None
 
 
 def _finish(ctx: CliContext, run: RunState) -> int:
@@ -270,13 +387,12 @@ async def cmd_approve(ctx: CliContext) -> int:
     if result.gate_open:
         run = result.run
         await session.close()
-        print(
-            f"{decision} recorded: {result.approvals} of {result.required} approvals; "
+        print_waiting(
+            ctx,
+            run,
+            intro=f"{decision} recorded: {result.approvals} of {result.required} approvals; "
             f"run {args.run_id} still waits at {args.step}",
-            file=sys.stderr,
         )
-        if args.json:
-            print_document(run)
         return EXIT_WAITING
     return await foreground(ctx, session, args.run_id, user)
 
