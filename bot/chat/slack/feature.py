@@ -127,6 +127,7 @@ class SlackExtension:
                 unreachable, 5xx, 429, ``unknown_method``) is left to ``prepare``.
         """
         api = SlackAPI(self.token, self.settings.slack_api_url, timeout=10.0)
+        self._last_attempt = time.monotonic()
         try:
             who = await api.call("auth.test", patient=False)
         except ChatError as exc:
@@ -319,7 +320,8 @@ class SlackExtension:
         self.bot_id = str(who.get("bot_id") or "") or self.bot_id
         self.connected = True
         self.auth_error = None
-        if self.team_id is None:
+        if self.team_id is None and not self._warned_no_team:
+            self._warned_no_team = True
             log.warning(
                 "Slack auth.test answered without a team_id; serving signed requests without "
                 "the workspace check (set RUNBOOK_SLACK_TEAM_ID to pin the workspace)"
