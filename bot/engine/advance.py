@@ -47,59 +47,92 @@ def advance(
             {*dependents(plan, run, live, changed, engine), *again},
             key=lambda sid: plan.steps[sid].index,
         )
-    while candidates:
-        newly: list[str] = []
-        for sid in candidates:
-            if not undecided(engine, run, live, sid):
-                continue
-            decision = plan.decide(run, sid, lambda expr: evaluate(expr, build_context(run)))
-            if decision is None:
-                continue
-            if decision.action is Action.SKIP:
-                txn.add(
-                    engine.event(run, "step.skipped", step=sid, data={"reason": decision.reason})
-                )
-                newly.append(sid)
-            elif decision.action is Action.FAIL:
-                txn.add(engine.failed_event(run, plan, sid, decision.reason or "failed", 0))
-                newly.append(sid)
-            elif isinstance(plan.steps[sid].step, ApprovalStep):
-                if gates.request(engine, run, plan, sid, txn):
-                    follow.gates.append(sid)
-                if run.steps[sid].ended:
+    while True:
+        while candidates:
+            newly: list[str] = []
+            for sid in candidates:
+                if not undecided(engine, run, live, sid):
+                    continue
+                decision = plan.decide(run, sid, lambda expr: evaluate(expr, build_context(run)))
+                if decision is None:
+                    continue
+                if decision.action is Action.SKIP:
+                    txn.add(
+                        engine.event(
+                            run, "step.skipped", step=sid, data={"reason": decision.reason}
+                        )
+                    )
                     newly.append(sid)
-            else:
-                step = plan.steps[sid].step
-                uses = step.uses if isinstance(step, CallStep) else "notify"
-                txn.add(
-                    engine.event(
-                        run,
-                        "step.started",
-                        step=sid,
-                        data={
-                            "attempt": run.steps[sid].attempts + 1,
-                            "uses": uses,
-                            "idempotency_key": f"{run.id}:{sid}",
-                        },
+                elif decision.action is Action.FAIL:
+                    txn.add(engine.failed_event(run, plan, sid, decision.reason or "failed", 0))
+                    newly.append(sid)
+                elif isinstance(plan.steps[sid].step, ApprovalStep):
+                    if gates.request(engine, run, plan, sid, txn):
+                        follow.gates.append(sid)
+                    if run.steps[sid].ended:
+                        newly.append(sid)
+                else:
+                    step = plan.steps[sid].step
+                    uses = step.uses if isinstance(step, CallStep) else "notify"
+                    txn.add(
+                        engine.event(
+                            run,
+                            "step.started",
+                            step=sid,
+                            data={
+                                "attempt": run.steps[sid].attempts + 1,
+                                "uses": uses,
+                                "idempotency_key": f"{run.id}:{sid}",
+                            },
+                        )
                     )
-                )
-                follow.spawn.append(sid)
-        if run.failure and not live.failure_seen:
-            live.failure_seen = True
-            for sid in run.waiting_gates:
-                if not plan.steps[sid].failure_handler:
-                    gates.close_in(
-                        engine,
-                        run,
-                        sid,
-                        txn,
-                        "step.cancelled",
-                        {"reason": "an earlier step failed"},
-                    )
-                    follow.changed_gates.append(sid)
-            candidates = [sid for sid in plan.order if undecided(engine, run, live, sid)]
-            continue
-        candidates = dependents(plan, run, live, newly, engine) if newly else []
+                    follow.spawn.append(sid)
+            if _failure_seen(engine, run, plan, live, txn, follow):
+                candidates = [sid for sid in plan.order if undecided(engine, run, live, sid)]
+                continue
+            candidates = dependents(plan, run, live, newly, engine) if newly else []
+        # a failure recorded by a step that nothing depends on still ends the waiting
+        # gates, and what depended on them is decided again
+        if not _failure_seen(engine, run, plan, live, txn, follow):
+            break
+        candidates = [sid for sid in plan.order if undecided(engine, run, live, sid)]
+    return _settle(engine, run, txn, follow, plan, live)
+
+
+def _failure_seen(
+    engine: Engine,
+    run: RunState,
+    plan: RunbookPlan,
+    live: _Live,
+    txn: Transaction,
+    follow: FollowUp,
+) -> bool:
+    """On the run's first failure, end the gates that wait and are not failure handlers.
+
+    Nobody should have to answer a question whose run has already failed before
+    its compensations can run. True when the failure was new.
+    """
+    if not run.failure or live.failure_seen:
+        return False
+    live.failure_seen = True
+    for sid in run.waiting_gates:
+        if not plan.steps[sid].failure_handler:
+            gates.close_in(
+                engine, run, sid, txn, "step.cancelled", {"reason": "an earlier step failed"}
+            )
+            follow.changed_gates.append(sid)
+    return True
+
+
+def _settle(
+    engine: Engine,
+    run: RunState,
+    txn: Transaction,
+    follow: FollowUp,
+    plan: RunbookPlan,
+    live: _Live,
+) -> FollowUp:
+    """Compensate or finish when nothing runs, waits or is about to start."""
     if run.running_count == 0 and run.waiting_count == 0 and not follow.spawn:
         if (run.failure or run.cancelled_by is not None) and compensation_order(run, plan):
             follow.compensate = True

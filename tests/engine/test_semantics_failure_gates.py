@@ -54,3 +54,43 @@ async def test_failure_cancels_other_gates_waits_for_handlers_then_compensates()
         ("compensation.succeeded", "s"),
     ]
     await h.close()
+
+
+LEAF = """
+name: leaf
+steps:
+  - id: pre
+    needs: []
+    uses: core.noop
+    compensate: {uses: core.echo, with: {undo: pre}}
+  - id: ok
+    needs: []
+    approval: {prompt: p, approvers: {users: [bob]}}
+  - id: after_ok
+    needs: [ok]
+    uses: core.noop
+  - id: boom
+    needs: [pre]
+    uses: core.fail
+    with: {message: boom}
+"""
+
+
+async def test_a_failing_leaf_step_still_ends_the_waiting_gate_and_compensates() -> None:
+    # nothing depends on `boom`: its failure must still end `ok` and wind the run down
+    h = make_engine(LEAF)
+    r = await h.engine.start_run("leaf", {}, requester="cli:carol")
+    await h.advance(0)
+    run = await h.settle(r.run.id)
+    assert run.status == "failed"
+    assert outcomes(run) == {
+        "pre": "succeeded",
+        "ok": "cancelled",
+        "after_ok": "skipped",
+        "boom": "failed",
+    }
+    assert [(r["event"], r["step"]) for r in h.records if r["event"].startswith("comp")] == [
+        ("compensation.started", "pre"),
+        ("compensation.succeeded", "pre"),
+    ]
+    await h.close()
