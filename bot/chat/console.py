@@ -43,6 +43,14 @@ def short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_PAST = {"approve": "approved", "reject": "rejected", "skip": "skipped"}
+
+
+def _past(decision: Any) -> str:
+    """``approved``, ``rejected``, ``skipped`` (of a decision word)."""
+    return _PAST.get(str(decision), str(decision))
+
+
 class Timeline:
     """Prints one line per interesting record of the runs it follows."""
 
@@ -144,7 +152,7 @@ class Timeline:
             )
         if event == "approval.decided":
             return (
-                f"    {paint('ok', '•')} {record.get('actor')} {data.get('decision')}d"
+                f"    {paint('ok', '•')} {record.get('actor')} {_past(data.get('decision'))}"
                 f" ({data.get('approvals')}/{data.get('required')})"
                 + (f": {data['comment']}" if data.get("comment") else "")
             )

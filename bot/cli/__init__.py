@@ -36,7 +36,9 @@ class CliExit(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
-        raise CliExit(EXIT_USAGE, f"{self.prog}: {message}")
+        # the message is printed after "runbook: "; name only the subcommand, if any
+        command = self.prog.removeprefix("runbook").strip()
+        raise CliExit(EXIT_USAGE, f"{command}: {message}" if command else message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bot.cli.parsers import add_parsers
 
-    add_parsers(add)
+    add_parsers(add, common)
     return parser
 
 

@@ -8,8 +8,10 @@ from collections.abc import Callable
 RUN_STATUSES = ("pending", "running", "waiting", "succeeded", "failed", "rejected", "cancelled")
 
 
-def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    """Register run-related subcommands."""
+def add_parsers(
+    add: Callable[[str, str], argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """Register run-related subcommands (``common``: the options every command takes)."""
     p = add("run", "start a run in the foreground, with a live step timeline")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
@@ -46,8 +48,8 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("audit", "verify or export the audit log")
     sub = p.add_subparsers(dest="audit_command", metavar="ACTION")
     sub.required = True
-    sub.add_parser("verify", help="check the hash chain end to end")
-    e = sub.add_parser("export", help="records as JSON Lines")
+    sub.add_parser("verify", help="check the hash chain end to end", parents=[common])
+    e = sub.add_parser("export", help="records as JSON Lines", parents=[common])
     e.add_argument("--run", metavar="RUN_ID")
     e.add_argument("--since", metavar="TIME", help="ISO time, or a duration ago (24h)")
 

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from bot.chat.console import Timeline
@@ -25,8 +26,10 @@ from bot.engine import admission
 from bot.engine.approvals import Verdict, is_eligible
 from bot.engine.state import RunState, RunStatus
 from bot.errors import (
+    ConfigError,
     ConflictError,
     DataDirLocked,
+    InputError,
     NotFoundError,
     PermissionDenied,
     RunbookLoadError,
@@ -45,6 +48,8 @@ STATUS_EXIT = {
 def dispatch(args: argparse.Namespace) -> int:
     ctx = make_context(args)
     command = args.command
+    if command != "demo":  # the demo keeps its data in a directory of its own
+        check_data_dir(ctx)
     if command == "run":
         return asyncio.run(cmd_run(ctx))
     if command == "approve":
@@ -60,6 +65,21 @@ def dispatch(args: argparse.Namespace) -> int:
     from bot.cli import service_commands
 
     return int(getattr(service_commands, f"cmd_{command}")(ctx))
+
+
+def check_data_dir(ctx: CliContext) -> None:
+    """A data path that is (or lies under) a file is a usage error, said in one line.
+
+    Raises:
+        ConfigError: naming the path.
+    """
+    path = Path(ctx.settings.data_dir)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "is" if candidate == path else f"is under {candidate}, which is"
+                raise ConfigError(f"data directory {path} {where} not a directory (see --data)")
+            return
 
 
 def cli_user(args: argparse.Namespace) -> str:
@@ -375,9 +395,12 @@ async def cmd_approve(ctx: CliContext) -> int:
             raise NotFoundError(f"run {args.run_id} has no step {args.step!r}")
         session.timeline.follow = {args.run_id}
         await engine.resume_run(args.run_id)
-        result = await engine.decide(
-            args.run_id, args.step, identity, decision, comment=args.comment, fields=fields
-        )
+        try:
+            result = await engine.decide(
+                args.run_id, args.step, identity, decision, comment=args.comment, fields=fields
+            )
+        except InputError as exc:
+            raise _as_field_error(exc) from None
     except BaseException:
         await session.close()
         raise
@@ -395,6 +418,16 @@ async def cmd_approve(ctx: CliContext) -> int:
         )
         return EXIT_WAITING
     return await foreground(ctx, session, args.run_id, user)
+
+
+def _as_field_error(exc: InputError) -> InputError:
+    """A ``--field`` value that does not fit is a field of the gate, not a run input."""
+    name = exc.input_name
+    text = str(exc)
+    prefix = f"input {name!r}: "
+    if name and text.startswith(prefix):
+        return InputError(f"field {name!r}: {text[len(prefix) :]}", input_name=name)
+    return exc
 
 
 # -- resume ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from bot.chat.console import ConsoleChat, Timeline
 from bot.cli.context import CliContext, cpu_jobs
 from bot.engine.catalog import RunbookCatalog
 from bot.engine.engine import Engine, StaticGroups
+from bot.errors import ConfigError, DataDirLocked, StoreError
 from bot.redact import REDACTOR
 from bot.runbook.loader import LoadResult
 from bot.store.store import DataStore
@@ -38,7 +39,14 @@ class EngineSession:
         """Raises DataDirLocked when another process owns the data directory."""
         loaded = self.runbooks()
         store = DataStore(self.ctx.settings.data_dir)
-        store.open({"command": self.command})
+        try:
+            store.open({"command": self.command})
+        except DataDirLocked:
+            raise
+        except StoreError as exc:
+            if not store.data_dir.is_dir():  # never created: a usage error, not a failed run
+                raise ConfigError(str(exc)) from None
+            raise
         for warning in store.warnings:
             print(f"runbook: warning: {warning}", file=sys.stderr)
         self.store = store
