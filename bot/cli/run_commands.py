@@ -242,6 +242,10 @@ async def _while_released(
                 watcher.refresh()
                 if asked is not None and watcher.run.steps[asked].waiting:
                     raise  # the answer cannot be recorded: say who owns the directory
+                print(
+                    f"runbook: step {asked!r} was settled elsewhere; your answer is not recorded",
+                    file=sys.stderr,
+                )
                 answer = None
             if not told_owner:
                 print(f"runbook: {exc}; following run {run.id}", file=sys.stderr)

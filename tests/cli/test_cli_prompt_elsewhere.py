@@ -244,3 +244,38 @@ def test_end_of_input_leaves_the_run_waiting_and_prints_its_id(
     os.write(first.master, b"\x04")  # ^D
     assert first.wait(limit=15) == 5
     assert first.screen.rstrip().endswith(first.run_id().encode())
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from bot.store.lock import DataDirLock
+lock = DataDirLock(Path(sys.argv[1]))
+lock.acquire({"command": "holder"})
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+lock.release()
+"""
+
+
+def test_an_answer_given_while_another_process_briefly_owns_the_data_is_recorded(
+    terminals: Callable[..., Terminal],
+) -> None:
+    first = terminals("run", "open", "--as", "bob")
+    first.read_until(b"Reject? [y/N]")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(first.tmp_path / "data"), "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        os.write(first.master, b"y\n")
+        assert first.wait(limit=20) == 3  # waited for the holder to go, then rejected
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    assert b"cli:bob rejected (0/1)" in first.screen
