@@ -130,6 +130,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self.env = env
+        self.start_error: str | None = None  # why start() failed, for the exit status
         self.sandbox_enabled = sandbox
         self.clock: Clock = clock or SystemClock()
         self.timers = timers

@@ -77,6 +77,8 @@ def cmd_serve(ctx: CliContext) -> int:
             asyncio.run(service.stop())
     if server.startup_failed:
         return EXIT_FAILED
+    if service.start_error is not None:
+        raise CliExit(EXIT_FAILED, f"the service failed to start: {service.start_error}")
     return EXIT_OK
 
 

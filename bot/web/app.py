@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.errors import RunbookBotError
 from bot.service import Service
 
 log = logging.getLogger("runbook.web")
@@ -22,7 +23,12 @@ log = logging.getLogger("runbook.web")
 async def _start(service: Service) -> None:
     try:
         await service.start()
-    except Exception:
+    except RunbookBotError as exc:  # a problem the operator can fix: one line, no traceback
+        service.start_error = str(exc)
+        log.error("the service failed to start; shutting down: %s", exc)
+        os.kill(os.getpid(), signal.SIGTERM)
+    except Exception as exc:
+        service.start_error = f"{type(exc).__name__}: {exc}"
         log.exception("the service failed to start; shutting down")
         os.kill(os.getpid(), signal.SIGTERM)
 
