@@ -76,13 +76,14 @@ def build_report(run_id: str, records: Iterable[dict[str, Any]]) -> str:
         for r in decisions:
             d = r.get("data") or {}
             verb = d.get("decision", "")
-            what = "refused" if r["event"] == "approval.refused" else f"{verb}d"
+            past = {"approve": "approved", "reject": "rejected", "skip": "skipped"}
             comment = f" — “{d['comment']}”" if d.get("comment") else ""
             reason = f" ({d['reason']})" if d.get("reason") else ""
-            lines.append(
-                f"- {_time(r['ts'])}: **{r.get('actor')}** {what} `{r.get('step')}`"
-                f"{comment}{reason}"
-            )
+            if r["event"] == "approval.refused":
+                what = f"tried to {verb or 'decide'} `{r.get('step')}`: refused"
+            else:
+                what = f"{past.get(verb, verb)} `{r.get('step')}`"
+            lines.append(f"- {_time(r['ts'])}: **{r.get('actor')}** {what}{comment}{reason}")
     comps = [r for r in rows if r["event"].startswith("compensation.")]
     if comps:
         lines += ["", "## Compensations", ""]

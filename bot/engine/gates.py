@@ -241,9 +241,13 @@ def _check_fields(gate_fields: Mapping[str, Any], given: Mapping[str, Any]) -> d
     for name, raw_spec in gate_fields.items():
         spec = InputSpec.model_validate(raw_spec)
         if name in given and given[name] not in (None, ""):
-            values[name] = coerce_value(
-                name, spec, given[name], from_text=isinstance(given[name], str)
-            )
+            try:
+                values[name] = coerce_value(
+                    name, spec, given[name], from_text=isinstance(given[name], str)
+                )
+            except InputError as exc:  # the same rules as inputs, said of a field
+                message = str(exc).replace(f"input {name!r}", f"field {name!r}", 1)
+                raise InputError(message, input_name=name) from None
         elif spec.has_default:
             values[name] = spec.default
         elif spec.required is True:

@@ -159,7 +159,7 @@ def test_gate_waits_then_approve_quorum_and_exit_codes(workdir: Path) -> None:
     as_json = json.loads(runbook(workdir, "report", run_id, "--json").stdout)
     assert as_json["id"] == run_id and as_json["markdown"].startswith("# ")
     assert "cli:alice** approved `approve` — “yes”" in report.stdout
-    assert "cli:mallory** refused" in report.stdout
+    assert "cli:mallory** tried to approve `approve`: refused" in report.stdout
     refusals = [
         json.loads(line)
         for line in runbook(workdir, "audit", "export", "--run", run_id).stdout.splitlines()
