@@ -426,6 +426,10 @@ def load_yaml(
         data = builder.build(parser)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and "maximum nesting depth" in (exc.problem or ""):
+            # libyaml's own limit (1,000 levels) can trip first, while its scanner
+            # reads ahead of the parser: the document is over our limit anyway.
+            raise _depth_error(text, mark, line_offset, col_offset, base) from exc
         pos = builder.pos(mark) if mark is not None else Pos(1 + line_offset, 1 + col_offset)
         problem = exc.problem or exc.context or "invalid YAML"
         context = exc.context_mark
@@ -455,6 +459,34 @@ def load_yaml(
         if dispose is not None:
             dispose()
     return data, smap
+
+
+def _depth_error(
+    text: str, mark: Any, line_offset: int, col_offset: int, base: Path
+) -> LimitError:
+    """Our depth error, at the level past MAX_DEPTH, for a document libyaml gave up on.
+
+    The text up to libyaml's mark is nested fewer than its 1,000 levels, so
+    reading it again finds the place where our limit is passed.
+    """
+    lines = text.split("\n", mark.line + 1)[: mark.line + 1]
+    lines[-1] = lines[-1][: mark.column]
+    prefix = "\n".join(lines)
+    builder = _Builder(line_offset, col_offset, base, SourceMap(), Budget(), prefix)
+    parser = _Parser(prefix)
+    try:
+        builder.build(parser)
+    except SourceError as exc:
+        if isinstance(exc, LimitError) and exc.message.startswith("nested more than"):
+            return exc
+    except yaml.YAMLError:
+        pass  # the prefix ends mid-document: only the depth error matters
+    finally:
+        dispose = getattr(parser, "dispose", None)
+        if dispose is not None:
+            dispose()
+    where = Pos(mark.line + 1 + line_offset, mark.column + 1 + col_offset)
+    return LimitError(f"nested more than {MAX_DEPTH} levels deep", where)
 
 
 def _tag_message(tag: str) -> str:
