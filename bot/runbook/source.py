@@ -461,9 +461,7 @@ def load_yaml(
     return data, smap
 
 
-def _depth_error(
-    text: str, mark: Any, line_offset: int, col_offset: int, base: Path
-) -> LimitError:
+def _depth_error(text: str, mark: Any, line_offset: int, col_offset: int, base: Path) -> LimitError:
     """Our depth error, at the level past MAX_DEPTH, for a document libyaml gave up on.
 
     The text up to libyaml's mark is nested fewer than its 1,000 levels, so
