@@ -151,7 +151,7 @@ class ClientCredentials:
         )
         what = f"POST {http.path_of(self.token_url)}"
         if answer.status not in self._success:
-            detail = vendor_message(answer.data) or f"HTTP {answer.status}"
+            detail = vendor_message(answer.data, http.mask) or f"HTTP {answer.status}"
             raise AuthenticationError(
                 f"authentication failed for {http.connector}: {http.mask(detail)} "
                 f"(HTTP {answer.status} on {what})",

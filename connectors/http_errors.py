@@ -120,14 +120,15 @@ def _texts(value: Any) -> list[str]:
     return []
 
 
-def vendor_message(data: Any) -> str | None:
+def vendor_message(data: Any, mask: Callable[[str], str] = lambda text: text) -> str | None:
     """The human message in a vendor's error body, whatever its envelope.
 
     Understands CrowdStrike/SentinelOne ``errors: [{message|detail|title}]``,
     Microsoft/VirusTotal/ServiceNow ``error: {code, message, detail}``, OAuth
     ``error`` + ``error_description``, Jira ``errorMessages`` + ``errors``,
     Okta ``errorSummary`` + ``errorCauses``, PagerDuty ``message`` +
-    ``errors``, AWX ``detail`` and Slack ``error``.
+    ``errors``, AWX ``detail`` and Slack ``error``. ``mask`` runs before the
+    message is shortened, so that no cut secret escapes it.
     """
     if not isinstance(data, dict):
         return None
@@ -168,7 +169,7 @@ def vendor_message(data: Any) -> str | None:
         ]
         parts.extend(field_errors)
     text = "; ".join(part for part in parts if part)
-    return shorten(text) if text else None
+    return shorten(mask(text)) if text else None
 
 
 def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -246,13 +247,14 @@ def check_response(
                 status=status,
             )
         return Answer(status, exchange.headers, data, exchange.text)
+    # mask, then shorten: a secret cut in two would escape the mask
     if problem is None:
-        message = vendor_message(data)
+        message = vendor_message(data, mask)
     elif problem.kind is BodyKind.TEXT:
-        message = shorten(exchange.text, 200)
+        message = shorten(mask(exchange.text), 200)
     else:
-        message = problem.text
-    detail = mask(message) if message else "no message"
+        message = mask(problem.text)
+    detail = message or "no message"
 
     if status == 429:
         wait = retry_after(exchange.headers, hints, now)

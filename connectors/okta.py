@@ -117,7 +117,7 @@ class Okta(HTTPConnector[OktaSettings]):
         user = await self._user(args.user_id, ctx)
         if user is not None and user.get("status") == "SUSPENDED":
             return SuspendOutput(user_id=args.user_id, status="SUSPENDED", changed=False)
-        detail = vendor_message(answer.data) or "user cannot be suspended"
+        detail = vendor_message(answer.data, self.http.mask) or "user cannot be suspended"
         raise ConnectorError(
             f"okta: HTTP 400 on POST {request.path}: {self.http.mask(detail)}",
             connector=self.name,

@@ -100,7 +100,7 @@ class PagerDuty(HTTPConnector[PagerDutySettings]):
     async def _enqueue(self, request: PlannedRequest, ctx: ActionContext) -> EventOutput:
         answer = await self.http.send(request, ctx)
         if answer.status == 400:
-            detail = vendor_message(answer.data) or "invalid event"
+            detail = vendor_message(answer.data, self.http.mask) or "invalid event"
             if "routing" in detail.lower():
                 raise AuthenticationError(
                     f"authentication failed for pagerduty: the routing key was refused "
