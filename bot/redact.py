@@ -4,6 +4,13 @@ One process-wide :data:`REDACTOR` knows every secret value: configured
 credentials (Slack, API tokens, alert secrets, connector settings) and tokens
 obtained with them at run time. Audit records, command output, chat messages
 and log lines pass through it on the way out.
+
+Each secret is also known in the forms it takes on the way to a vendor and
+back: JSON-escaped (quotes, backslashes, non-ASCII) and URL-encoded (``quote``
+and ``quote_plus``, as in a form body). A secret that something cut short
+(a prefix of at least :data:`MIN_CUT_PREFIX` characters right before ``…``,
+``...`` or the end of the text) is masked too, so that a truncation done
+before redaction cannot leak its first part.
 """
 
 from __future__ import annotations
@@ -13,12 +20,15 @@ import re
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, SecretStr
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
+MIN_CUT_PREFIX = 6  # a shorter piece of a secret before a cut is left alone
 WEAK_SECRET_LENGTH = 16  # shorter API tokens and alert secrets are taken, with a warning
+_CUT = re.compile(r"…|\.\.\.|\\u2026")  # also "…" in ASCII-only JSON
 _SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ROUTING_KEY|PRIVATE_KEY)", re.I)
 
 
@@ -27,8 +37,8 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._forms: tuple[str, ...] = ()  # every form of every secret, longest first
         self._pattern: re.Pattern[str] | None = None
-        self._serialised: re.Pattern[str] | None = None  # secrets as they appear in JSON
         self._lock = threading.Lock()
 
     def add(self, value: str | SecretStr | None) -> None:
@@ -41,14 +51,9 @@ class Redactor:
             if value in self._secrets:
                 return
             self._secrets.add(value)
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
-            # In serialised JSON a secret may appear escaped (quotes, backslashes,
-            # control characters): look for both forms there.
-            forms = {s for secret in ordered for s in (secret, _json_form(secret))}
-            self._serialised = re.compile(
-                "|".join(re.escape(s) for s in sorted(forms, key=len, reverse=True))
-            )
+            forms = {form for secret in self._secrets for form in _forms(secret)}
+            self._forms = tuple(sorted(forms, key=len, reverse=True))
+            self._pattern = re.compile("|".join(re.escape(form) for form in self._forms))
 
     def add_settings(self, settings: BaseModel, env: Mapping[str, str]) -> None:
         """Register every secret in the settings and every secret-looking variable."""
@@ -70,12 +75,14 @@ class Redactor:
         pattern = self._pattern
         if pattern is None:
             return value
-        return pattern.sub(MASK, value)
+        return _mask_cut(pattern.sub(MASK, value), self._forms)
 
     def contains_secret(self, value: str) -> bool:
         """Whether ``value`` (plain text or serialised JSON) holds a secret in any form."""
-        pattern = self._serialised
-        return pattern is not None and pattern.search(value) is not None
+        pattern = self._pattern
+        if pattern is None:
+            return False
+        return pattern.search(value) is not None or _mask_cut(value, self._forms) != value
 
     def value(self, value: Any) -> Any:
         """Redact strings anywhere inside dicts, lists and tuples."""
@@ -93,12 +100,46 @@ class Redactor:
         """Forget every secret (tests)."""
         with self._lock:
             self._secrets.clear()
+            self._forms = ()
             self._pattern = None
-            self._serialised = None
 
 
-def _json_form(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)[1:-1]
+def _forms(secret: str) -> set[str]:
+    """``secret`` as written, JSON-escaped and URL-encoded."""
+    forms = {
+        secret,
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1],
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+    }
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
+def _cut_prefix(text: str, end: int, secret: str) -> int:
+    """The length of the longest proper prefix of ``secret`` that ends at ``text[end]``."""
+    if end < MIN_CUT_PREFIX or len(secret) <= MIN_CUT_PREFIX:
+        return 0
+    tail = text[end - MIN_CUT_PREFIX : end]
+    best = 0
+    found = secret.find(tail, 0, len(secret) - 1)
+    while found != -1:
+        length = found + MIN_CUT_PREFIX
+        if length > best and text.startswith(secret[:length], end - length):
+            best = length
+        found = secret.find(tail, found + 1, len(secret) - 1)
+    return best
+
+
+def _mask_cut(text: str, forms: tuple[str, ...]) -> str:
+    """``text`` with any piece of a secret cut short before ``…``, ``...`` or the end masked."""
+    ends = [match.start() for match in _CUT.finditer(text)] + [len(text)]
+    for end in reversed(ends):  # from the right: earlier positions stay valid
+        length = max((_cut_prefix(text, end, form) for form in forms), default=0)
+        if length:
+            text = text[: end - length] + MASK + text[end:]
+    return text
 
 
 REDACTOR = Redactor()
