@@ -9,9 +9,15 @@ before they are built: ``'x' * 10**9``, ``2 ** 10**9``, format widths
 would pass :data:`MAX_STRING` characters, and slicing a list into millions
 of parts, ``wordwrap`` and ``batch`` that would explode, ``sum`` over
 anything but numbers, integers multiplied past :data:`MAX_INT_BITS`.
-``range`` gives at most 100,000 items, and all ``range`` calls of one
-rendering together at most :data:`MAX_ITERATIONS` (nested loops included);
-``lipsum`` is not offered at all. :func:`rendering` opens that budget.
+``~`` concatenation is checked like ``+``. ``range`` gives at most 100,000
+items. One rendering may iterate at most :data:`MAX_ITERATIONS` times in all:
+every ``for`` loop over anything (a string, a list, a mapping, the deeper
+levels of a ``recursive`` loop) and every ``range`` call count against it.
+Rendered text is counted while it is produced: no one output (the template's,
+a macro's, a ``{% set %}`` block's) may pass :data:`MAX_STRING` characters,
+and all the text one rendering builds (outputs and ``~``/``+``/``*`` results
+together) may not pass :data:`MAX_BUILT`. ``lipsum`` is not offered at all.
+:func:`rendering` opens these budgets.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ import contextvars
 import functools
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, nodes, pass_context
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_STRING = 1_000_000
@@ -35,22 +44,67 @@ MAX_PARTS = 10_000
 MAX_INT_BITS = 65_536
 MAX_ITERATIONS = 1_000_000
 MAX_RANGE = 100_000
+MAX_BUILT = 20 * MAX_STRING
 JINJA_GLOBALS = frozenset({"range", "dict", "cycler", "joiner", "namespace"})
 
 _BRACE_FIELD = re.compile(r"\{[^{}]*\}")
-_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+
+
+@dataclass(slots=True)
+class Budget:
+    """What one rendering may still spend: iterations and characters built."""
+
+    iterations: int = MAX_ITERATIONS
+    characters: int = MAX_BUILT
+
+    def iterate(self, count: int = 1) -> None:
+        self.iterations -= count
+        if self.iterations < 0:
+            raise SecurityError(
+                f"a template may iterate (loops and range() together) at most "
+                f"{MAX_ITERATIONS:,} times in all"
+            )
+
+    def build(self, count: int) -> None:
+        self.characters -= count
+        if self.characters < 0:
+            raise SecurityError(
+                f"a template may build at most {MAX_BUILT:,} characters of text in all"
+            )
+
+
+_budget: contextvars.ContextVar[Budget | None] = contextvars.ContextVar(
     "template_budget", default=None
 )
 
 
+_escape: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar(
+    "template_escape", default=None
+)
+
+
 @contextlib.contextmanager
-def rendering() -> Iterator[None]:
-    """One rendering's iteration budget (see the module docstring)."""
-    token = _budget.set([MAX_ITERATIONS])
+def rendering(escape: Callable[[str], str] | None = None) -> Iterator[None]:
+    """One rendering's budgets (see the module docstring).
+
+    Args:
+        escape: applied to the text of every ``{{ ... }}`` output (the data put
+            into the template), never to the template's own text.
+    """
+    token = _budget.set(Budget())
+    escape_token = _escape.set(escape)
     try:
         yield
     finally:
+        _escape.reset(escape_token)
         _budget.reset(token)
+
+
+@pass_context  # so that Jinja never applies it at compile time, to constants
+def escape_output(_context: Any, value: Any) -> Any:
+    """The environment's ``finalize``: the rendering's escape, if it has one."""
+    escape = _escape.get()
+    return value if escape is None else escape(str(value))
 
 
 def bounded_range(*args: int) -> range:
@@ -60,12 +114,96 @@ def bounded_range(*args: int) -> range:
         raise SecurityError(f"range() may give at most {MAX_RANGE:,} items")
     budget = _budget.get()
     if budget is not None:
-        budget[0] -= len(numbers)
-        if budget[0] < 0:
+        budget.iterations -= len(numbers)
+        if budget.iterations < 0:
             raise SecurityError(
                 f"a template may iterate over range() at most {MAX_ITERATIONS:,} times in all"
             )
     return numbers
+
+
+def counted(iterable: Iterable[Any]) -> Iterable[Any]:
+    """``iterable`` with each item taken charged to the rendering's iteration budget.
+
+    A ``range`` from the template was charged in full when it was made.
+    """
+    budget = _budget.get()
+    if budget is None or isinstance(iterable, range):
+        return iterable
+    return _charged(iterable, budget)
+
+
+def _charged(iterable: Iterable[Any], budget: Budget) -> Iterator[Any]:
+    for item in iterable:
+        budget.iterate()
+        yield item
+
+
+def _built(value: Any) -> Any:
+    """Charge a string (or list) just built to the rendering's character budget."""
+    if isinstance(value, (str, list, tuple)):
+        budget = _budget.get()
+        if budget is not None:
+            budget.build(len(value))
+    return value
+
+
+def bounded_concat(pieces: Iterable[Any]) -> str:
+    """Join rendered pieces, failing as soon as the text passes :data:`MAX_STRING`."""
+    budget = _budget.get()
+    parts: list[str] = []
+    size = 0
+    for piece in pieces:
+        text = str(piece)
+        size += len(text)
+        if size > MAX_STRING:
+            raise SecurityError(f"the rendered text would be over {MAX_STRING:,} characters")
+        if budget is not None:
+            budget.build(len(text))
+        parts.append(text)
+    return "".join(parts)
+
+
+def bounded_str_join(pieces: Iterable[Any]) -> str:
+    """``a ~ b ~ c``: like Jinja's ``str_join``, bounded like ``+``."""
+    texts = [str(piece) for piece in pieces]
+    if sum(len(text) for text in texts) > MAX_STRING:
+        raise _too_large("~")
+    return str(_built("".join(texts)))
+
+
+class BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with ``~`` and every ``for`` loop going through our checks."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:  # never: autoescape is off
+            super().visit_Concat(node, frame)
+            return
+        self.write("environment.bounded_str_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        iterable = nodes.Call(
+            nodes.EnvironmentAttribute("counted", lineno=node.lineno),
+            [node.iter],
+            [],
+            None,
+            None,
+            lineno=node.lineno,
+        )
+        budgeted = nodes.For(
+            node.target,
+            iterable,
+            node.body,
+            node.else_,
+            node.test,
+            node.recursive,
+            lineno=node.lineno,
+        )
+        super().visit_For(budgeted, frame)
 
 
 def _joined_length(items: Any, glue: str) -> int:
@@ -194,6 +332,18 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox with limits on what can exhaust memory or CPU."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = BoundedCodeGenerator
+
+    @staticmethod
+    def counted(iterable: Iterable[Any]) -> Iterable[Any]:
+        return counted(iterable)
+
+    @staticmethod
+    def bounded_str_join(pieces: Iterable[Any]) -> str:
+        return bounded_str_join(pieces)
+
+    def concat(self, pieces: Iterable[Any]) -> str:
+        return bounded_concat(pieces)
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
@@ -215,15 +365,22 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
                     and len(seq) * count > MAX_STRING
                 ):
                     raise _too_large("*")
-            return operator.mul(left, right)
+            return _built(operator.mul(left, right))
         if operator_name == "%":
             if isinstance(left, str):
                 check_percent_format(left, right)
             return operator.mod(left, right)
+        for seq, other in ((left, right), (right, left)):
+            if (
+                isinstance(seq, (str, list, tuple))
+                and isinstance(other, (str, list, tuple))
+                and len(seq) + len(other) > MAX_STRING
+            ):
+                raise _too_large("+")
         result = operator.add(left, right)
         if isinstance(result, (str, list, tuple)) and len(result) > MAX_STRING:
             raise _too_large("+")
-        return result
+        return _built(result)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
@@ -242,6 +399,9 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
         return checked
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(__obj, LoopContext) and args:
+            # loop(children) in a recursive loop: the deeper levels count too
+            args = (counted(args[0]), *args[1:])
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str):
             name = getattr(__obj, "__name__", "")
@@ -263,7 +423,12 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
 @functools.cache
 def environment() -> RunbookSandbox:
     """The one sandboxed environment; undefined names are errors."""
-    env = RunbookSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = RunbookSandbox(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=escape_output,
+    )
     env.globals = {k: v for k, v in env.globals.items() if k in JINJA_GLOBALS}
     env.globals["range"] = bounded_range
     checked = (

@@ -110,3 +110,45 @@ def test_plain_paths_resolve_exactly_as_jinja_does(expression: str) -> None:
         assert callable(got)
     else:
         assert got == expected
+
+
+BYPASSES = [
+    (
+        "{% set ns = namespace(s='aaaaaaaa') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
+        "~ would be too large",
+    ),
+    ("{% set s = 'a' * 999999 %}{% for i in range(5000) %}{{ s }}{% endfor %}", "over 1,000,000"),
+    (
+        "{% set s = 'a' * 999999 %}{% for c in s %}{% for d in s %}{% endfor %}{% endfor %}",
+        "at most 1,000,000 times",
+    ),
+    (
+        "{% for c in 'ab' * 500 recursive %}{% if loop.depth < 4 %}{{ loop('ab' * 500) }}"
+        "{% endif %}{% endfor %}",
+        "at most 1,000,000 times",
+    ),
+    (
+        "{% set s = 'a' * 999999 %}{% for i in range(100000) %}{% set x %}{{ s }}{% endset %}"
+        "{% endfor %}",
+        "at most 20,000,000 characters",
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "needle"), BYPASSES)
+def test_concatenation_output_and_loops_over_anything_are_bounded(
+    template: str, needle: str
+) -> None:
+    with pytest.raises(TemplateError) as info:
+        render_string(template, {})
+    assert needle in info.value.message
+
+
+def test_loops_over_data_and_concatenation_still_render() -> None:
+    context = {"inputs": {"hosts": ["web-1", "web-2"], "tags": {"a": 1}}}
+    template = (
+        "{% for h in inputs.hosts %}{{ h ~ ':' ~ loop.index }}{% if not loop.last %},{% endif %}"
+        "{% endfor %} {% for k, v in inputs.tags.items() %}{{ k }}={{ v }}{% endfor %}"
+    )
+    assert render_string(template, context) == "web-1:1,web-2:2 a=1"
