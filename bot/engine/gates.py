@@ -22,7 +22,7 @@ from bot.engine.state import GateState, RunState
 from bot.errors import ChatError, InputError, NotFoundError
 from bot.runbook.inputs import coerce_value
 from bot.runbook.model import ApprovalStep, CallStep, InputSpec
-from bot.runbook.templates import TemplateError, render_string
+from bot.runbook.templates import TemplateError, escape_markup, render_string
 
 if TYPE_CHECKING:
     from bot.engine.engine import Engine
@@ -60,7 +60,10 @@ def request(engine: Engine, run: RunState, plan: RunbookPlan, sid: str, txn: Tra
     assert isinstance(step, ApprovalStep)
     spec = step.approval
     try:
-        prompt = str(render_string(spec.prompt, build_context(run)))
+        context = build_context(run)
+        prompt = str(render_string(spec.prompt, context))
+        # For chat markup: the author's formatting is kept, links and mentions in data are not.
+        markup_prompt = str(render_string(spec.prompt, context, escape=escape_markup))
     except TemplateError as exc:
         txn.add(engine.failed_event(run, plan, sid, f"prompt: {exc.message}", 0))
         return False
@@ -78,6 +81,7 @@ def request(engine: Engine, run: RunState, plan: RunbookPlan, sid: str, txn: Tra
     view = engine.view(run)
     data: dict[str, Any] = {
         "prompt": prompt,
+        "markup_prompt": markup_prompt,
         "title": view.step_title(sid),
         "channel": spec.channel or view.channel,
         "users": list(spec.approvers.users) if spec.approvers else [],

@@ -87,6 +87,9 @@ class GateState:
     fields: dict[str, Any]
     recovery: bool = False
     escalated: bool = False
+    # The prompt with the data in it escaped for chat markup (``&``, ``<``, ``>``);
+    # None for gates requested before it was recorded.
+    markup_prompt: str | None = None
     decisions: list[Decision] = field(default_factory=list)
     message: dict[str, Any] | None = None
     open: bool = True
@@ -276,6 +279,7 @@ def _close_gate(run: RunState, step: StepState) -> None:
 def _gate_from(data: dict[str, Any], ts: str) -> GateState:
     return GateState(
         prompt=data.get("prompt", ""),
+        markup_prompt=data.get("markup_prompt"),
         channel=data.get("channel"),
         users=list(data.get("users", [])),
         groups=list(data.get("groups", [])),

@@ -508,17 +508,32 @@ def evaluate(text: str, context: Mapping[str, Any]) -> Any:
         raise TemplateError(f"cannot evaluate {text!r}: {exc}") from exc
 
 
-def render_string(text: str, context: Mapping[str, Any]) -> Any:
-    """Render one template string; exactly one ``{{ expr }}`` keeps its native type."""
+def escape_markup(text: str) -> str:
+    """Escape ``&``, ``<`` and ``>``: what chat markup (Slack mrkdwn) gives meaning to."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_string(
+    text: str, context: Mapping[str, Any], *, escape: Callable[[str], str] | None = None
+) -> Any:
+    """Render one template string; exactly one ``{{ expr }}`` keeps its native type.
+
+    Args:
+        text: the template.
+        context: the names it may use.
+        escape: when given, the result is text and each ``{{ ... }}`` output
+            (the data) passes through ``escape``; the template's own text does not.
+    """
     info = analyse_template(text)
     if info.literal:
         return text
     if info.native:
         match = _SINGLE.match(text)
         assert match is not None
-        return evaluate(match.group("expr"), context)
+        value = evaluate(match.group("expr"), context)
+        return value if escape is None else escape(str(value))
     try:
-        with rendering():
+        with rendering(escape):
             result = _compiled_template(text).render(**context)
     except (UndefinedError, SecurityError) as exc:
         raise TemplateError(f"{exc} (in {text!r})") from exc

@@ -232,3 +232,24 @@ async def test_deadline_that_passed_while_down_fires_at_start(tmp_path: Path) ->
     run = await h2.settle(run.id)
     assert run.steps["g"].outcome == "expired"
     await h2.close()
+
+
+async def test_the_prompt_is_recorded_with_its_data_escaped_for_chat_markup() -> None:
+    source = """
+name: gate
+inputs:
+  host: {type: string}
+steps:
+  - id: approve
+    approval:
+      prompt: "Contain *{{ inputs.host }}*? <https://wiki.example/ir|Playbook>"
+"""
+    h = make_engine(source)
+    host = "<https://evil.example/x|Approve here> <@U0CAROL> &"
+    run = await h.start("gate", inputs={"host": host}, requester="cli:carol")
+    data = h.of("approval.requested")[0]["data"]
+    assert data["prompt"] == f"Contain *{host}*? <https://wiki.example/ir|Playbook>"
+    escaped = "&lt;https://evil.example/x|Approve here&gt; &lt;@U0CAROL&gt; &amp;"
+    assert data["markup_prompt"] == f"Contain *{escaped}*? <https://wiki.example/ir|Playbook>"
+    gate = run.steps["approve"].gate
+    assert gate is not None and gate.markup_prompt == data["markup_prompt"]

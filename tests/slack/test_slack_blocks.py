@@ -53,6 +53,7 @@ def gate(**changes: Any) -> GateState:
         "fields": {},
     }
     values.update(changes)
+    values.setdefault("markup_prompt", values["prompt"])  # a prompt with no data in it
     return GateState(**values)
 
 
@@ -296,3 +297,25 @@ def test_rendering_modules_stay_pure(module: str) -> None:
         "uvicorn",
     }
     assert not imported & adapters
+
+
+def test_data_in_the_prompt_is_escaped_and_the_authors_mrkdwn_kept() -> None:
+    from bot.engine.context import build_context
+    from bot.runbook.templates import escape_markup, render_string
+
+    template = "*Contain* {{ inputs.host }}? See <https://wiki.example/ir|the playbook>"
+    run = run_with(gate(), inputs={"host": "<https://evil.example/x|Approve here> <@U0CAROL>"})
+    markup = render_string(template, build_context(run), escape=escape_markup)
+    g = gate(prompt=render_string(template, build_context(run)), markup_prompt=markup)
+    message = blocks.approval(run, View(), "ask", g)
+    for shown in (json.dumps(message.blocks), message.text):
+        assert "<https://evil.example" not in shown and "<@U0CAROL>" not in shown
+        assert "&lt;https://evil.example/x|Approve here&gt; &lt;@U0CAROL&gt;" in shown
+        assert "*Contain* " in shown and "<https://wiki.example/ir|the playbook>" in shown
+
+
+def test_a_gate_recorded_without_the_escaped_prompt_is_escaped_whole() -> None:
+    g = gate(prompt="Contain <https://evil.example/x|Approve here>?", markup_prompt=None)
+    message = blocks.approval(run_with(g), View(), "ask", g)
+    assert "<https://evil.example" not in json.dumps(message.blocks)
+    assert "&lt;https://evil.example/x|Approve here&gt;" in json.dumps(message.blocks)

@@ -3,7 +3,7 @@
 Every function here takes the run's state and returns what to send; nothing
 here talks to Slack. Text that comes from data (inputs, outputs, names) is
 escaped; the approval prompt is the runbook's own mrkdwn and is kept, with
-broadcast mentions defused.
+the data substituted into it escaped and broadcast mentions defused.
 """
 
 from __future__ import annotations
@@ -54,6 +54,13 @@ class Message:
 
 def _text(text: str) -> str:
     return REDACTOR.text(text)
+
+
+def prompt_mrkdwn(gate: GateState) -> str:
+    """A gate's prompt as mrkdwn: the author's formatting, the data in it escaped."""
+    if gate.markup_prompt is not None:
+        return md.no_broadcasts(gate.markup_prompt)
+    return md.escape(gate.prompt)  # recorded before the escaped form was: escape it all
 
 
 def section(text: str) -> Block:
@@ -363,7 +370,7 @@ def approval(
     if description:
         about += "\n" + md.truncate(md.markdown_to_mrkdwn(description), 1500)
     blocks.append(section(about))
-    blocks.append(section(md.no_broadcasts(gate.prompt) or "(no prompt)"))
+    blocks.append(section(prompt_mrkdwn(gate) or "(no prompt)"))
     blocks.append(
         {
             "type": "section",
@@ -432,7 +439,7 @@ def approval_text(
     still needed while it waits, and the outcome once it ended.
     """
     state = run.steps[sid]
-    prompt = md.truncate(md.no_broadcasts(gate.prompt) or "(no prompt)", 1500)
+    prompt = md.truncate(prompt_mrkdwn(gate) or "(no prompt)", 1500)
     what = f"{step_title} (run {run.id}, {run.runbook})"
     if waiting:
         head = (

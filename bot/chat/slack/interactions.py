@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.chat.slack import modal
 from bot.chat.slack import mrkdwn as md
+from bot.chat.slack.blocks import prompt_mrkdwn
 from bot.chat.slack.ids import (
     FIELD_BLOCK_PREFIX,
     ActionId,
@@ -131,7 +132,7 @@ class Interactions:
                 title = engine.view(run).step_title(ref.step_id)
         container = body.get("container") or {}
         meta = ModalMeta(ref, "approve", audience.channel, _s(container.get("message_ts")))
-        view = modal.fields_modal(meta, title, gate.prompt, gate.fields)
+        view = modal.fields_modal(meta, title, prompt_mrkdwn(gate), gate.fields)
         try:
             await self.api.call("views.open", {"trigger_id": body.get("trigger_id"), "view": view})
         except ChatError as exc:
