@@ -8,9 +8,12 @@ and log lines pass through it on the way out.
 Each secret is also known in the forms it takes on the way to a vendor and
 back: JSON-escaped (quotes, backslashes, non-ASCII) and URL-encoded (``quote``
 and ``quote_plus``, as in a form body). A secret that something cut short
-(a prefix of at least :data:`MIN_CUT_PREFIX` characters right before ``…``,
-``...`` or the end of the text) is masked too, so that a truncation done
-before redaction cannot leak its first part.
+(a prefix of at least :data:`MIN_CUT_PREFIX` characters right before ``…``
+or ``...``) is masked too, so that a truncation done before redaction cannot
+leak its first part. Every truncation in the product happens after masking and
+marks the cut; a prefix at the plain end of a text is left alone, so that an
+identifier which happens to end like a secret begins (hex ids, hex keys) is
+never damaged.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pydantic import BaseModel, SecretStr
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
-MIN_CUT_PREFIX = 6  # a shorter piece of a secret before a cut is left alone
+MIN_CUT_PREFIX = 8  # a shorter piece of a secret before a cut is left alone
 WEAK_SECRET_LENGTH = 16  # shorter API tokens and alert secrets are taken, with a warning
 _CUT = re.compile(r"…|\.\.\.|\\u2026")  # also "…" in ASCII-only JSON
 _SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ROUTING_KEY|PRIVATE_KEY)", re.I)
@@ -133,8 +136,8 @@ def _cut_prefix(text: str, end: int, secret: str) -> int:
 
 
 def _mask_cut(text: str, forms: tuple[str, ...]) -> str:
-    """``text`` with any piece of a secret cut short before ``…``, ``...`` or the end masked."""
-    ends = [match.start() for match in _CUT.finditer(text)] + [len(text)]
+    """``text`` with any piece of a secret cut short before ``…`` or ``...`` masked."""
+    ends = [match.start() for match in _CUT.finditer(text)]
     for end in reversed(ends):  # from the right: earlier positions stay valid
         length = max((_cut_prefix(text, end, form) for form in forms), default=0)
         if length:
