@@ -150,3 +150,35 @@ REDACTOR = Redactor()
 
 def redact_text(value: str) -> str:
     return REDACTOR.text(value)
+
+
+_SECRET_PARAM = re.compile(
+    r"(secret|token|password|passwd|pwd|key|sig|signature|auth|credential|session|code)", re.I
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to show: user and password, and secret-looking query values, masked.
+
+    For URLs a vendor sends us (a redirect's ``Location``), which may carry
+    credentials we never registered: ``https://user:pw@host/?token=x`` →
+    ``https://***@host/?token=***``. Known secrets are masked too.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTOR.text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(name, MASK if _SECRET_PARAM.search(name) else value) for name, value in pairs],
+            safe="*",
+        )
+    fragment = MASK if "=" in parts.fragment else parts.fragment  # OAuth: #access_token=…
+    return REDACTOR.text(urlunsplit((parts.scheme, netloc, parts.path, query, fragment)))

@@ -7,12 +7,19 @@ with a fresh OAuth2 token when the vendor answers 401, and turns every answer
 into an :class:`~connectors.http_errors.Answer` or one of our errors through
 :func:`~connectors.http_errors.check_response`.
 
+Two bounds hold whatever the vendor does: a whole request (connecting,
+sending, every byte of the answer) ends by ``Timeouts.total``, since a read
+timeout alone never trips on an answer that trickles in a byte at a time; and
+an answer is streamed and given up past ``max_answer_bytes`` without reading
+the rest, so a huge body cannot take the process's memory.
+
 httpx is imported inside the functions that send, never at module import:
 loading and validating runbooks imports connector modules and must stay fast.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
 import time
@@ -21,12 +28,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from bot.errors import ConnectorError, RetryableError
 from connectors.http_errors import (
     RETRY_AFTER,
     Answer,
     Exchange,
     RetryHint,
+    cannot_send,
     check_response,
+    default_setting,
+    describe_request,
     transport_error,
 )
 
@@ -38,6 +49,8 @@ if TYPE_CHECKING:
 
 MASK = "***"
 MIN_SECRET = 4
+MIB = 1024 * 1024
+DEFAULT_MAX_ANSWER_BYTES = 16 * MIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +83,11 @@ class PlannedRequest:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds to wait for a connection and for each read of the answer."""
+    """Seconds to wait for a connection, for each read of the answer, and for all of it."""
 
     connect: float = 5.0
     read: float = 30.0
+    total: float = 60.0
 
 
 def is_loopback(url: str) -> bool:
@@ -94,10 +108,13 @@ class VendorHTTP:
         connector: the connector's name, used in every error message.
         base_url: what request paths are appended to.
         auth: how requests are authenticated (None: the body carries the credential).
-        timeouts: connect and read timeouts.
+        timeouts: connect, read and whole-request timeouts.
         hints: rate-limit headers to read on 429/5xx, in order.
         register_secret: called with every secret and token (process-wide redaction).
         clock: epoch seconds; tests inject their own.
+        max_answer_bytes: the largest answer body read (after decompression).
+        setting: a setting's field name → its environment variable, for hints
+            in messages (``"verify_tls"`` → ``RUNBOOK_<C>_VERIFY_TLS``).
     """
 
     connector: str
@@ -111,6 +128,8 @@ class VendorHTTP:
     ca_bundle: str | None = None
     clock: Callable[[], float] = time.time
     secrets: set[str] = field(default_factory=set)
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    setting: Callable[[str], str] | None = None
     _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -150,7 +169,14 @@ class VendorHTTP:
 
     def path_of(self, path: str) -> str:
         """The path part of a request target, for messages (no host, no query)."""
-        return urlsplit(self.url(path)).path or "/"
+        try:
+            return urlsplit(self.url(path)).path or "/"
+        except ValueError:  # not a URL at all ("http://[::1"): said when sending
+            return path
+
+    def setting_name(self, field_name: str) -> str:
+        """The environment variable of one of our settings, for hints in messages."""
+        return (self.setting or default_setting(self.connector))(field_name)
 
     # -- sending ---------------------------------------------------------
 
@@ -224,17 +250,44 @@ class VendorHTTP:
         import httpx
 
         path = self.path_of(request.path)
+        where = describe_request(request.method, path)
+        url = self._checked_url(request.path, where)
+        total = self.timeouts.total
         try:
-            response = await self.client().request(
-                request.method,
-                self.url(request.path),
-                params=_params(request.params),
-                json=request.json,
-                data=dict(request.form) if request.form is not None else None,
-                headers=headers,
-            )
+            async with asyncio.timeout(total):
+                async with self.client().stream(
+                    request.method,
+                    url,
+                    params=_params(request.params),
+                    json=request.json,
+                    data=dict(request.form) if request.form is not None else None,
+                    headers=headers,
+                ) as response:
+                    text = await self._read_text(response, where)
+        except TimeoutError:
+            raise RetryableError(
+                f"{self.connector}: timed out after {total:g}s on {where} "
+                f"(the whole request, however slowly the answer came; "
+                f"{self.setting_name('total_timeout')})",
+                connector=self.connector,
+            ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            error = transport_error(self.connector, request.method, path, exc)
+            error = transport_error(
+                self.connector, request.method, path, exc, setting=self.setting_name
+            )
+            error.args = (self.mask(str(error)),)
+            raise error from None
+        except ExceptionGroup as group:
+            # anyio's connect raises a group for what it cannot even try (a port
+            # past 65535); a group of OS errors is a connection that failed.
+            if group.subgroup(OSError) is not None:
+                raise RetryableError(
+                    self.mask(
+                        f"{self.connector}: connection failed on {where}: {_leaves(group)[0]}"
+                    ),
+                    connector=self.connector,
+                ) from None
+            error = cannot_send(self.connector, where, _leaves(group)[0])
             error.args = (self.mask(str(error)),)
             raise error from None
         return Exchange(
@@ -243,8 +296,52 @@ class VendorHTTP:
             path=path,
             status=response.status_code,
             headers=dict(response.headers.items()),
-            text=response.text,
+            text=text,
             credentialed=credentialed,
+        )
+
+    def _checked_url(self, path: str, where: str) -> str:
+        """The absolute URL of ``path``, or a clear error when it cannot be one."""
+        import httpx
+
+        url = self.url(path)
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # "Port out of range 0-65535", "Port could not be cast ..."
+            httpx.URL(url)
+        except (ValueError, httpx.InvalidURL) as exc:
+            error = cannot_send(self.connector, where, exc)
+            error.args = (self.mask(str(error)),)
+            raise error from None
+        return url
+
+    async def _read_text(self, response: httpx.Response, where: str) -> str:
+        """The answer's body as text, read in chunks up to ``max_answer_bytes``."""
+        limit = self.max_answer_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(response.status_code, where)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                # Leaving the stream closes the connection: the rest is never read.
+                raise self._too_large(response.status_code, where)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        try:
+            return body.decode(response.encoding or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return body.decode("utf-8", errors="replace")
+
+    def _too_large(self, status: int, where: str) -> ConnectorError:
+        return ConnectorError(
+            f"{self.connector}: answered more than {_mib(self.max_answer_bytes)} MiB "
+            f"(HTTP {status} on {where}); the rest was not read "
+            f"(the limit is {self.setting_name('max_answer_mib')})",
+            connector=self.connector,
+            status=status,
         )
 
     async def aclose(self) -> None:
@@ -272,3 +369,14 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
         return None
     return {key: value for key, value in params.items() if value is not None}
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found or [group]
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:g}"

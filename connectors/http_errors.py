@@ -7,12 +7,18 @@ everywhere:
 ========================================  =====================================
 what happened                             what the engine gets
 ========================================  =====================================
-connect/read/write timeout                ``RetryableError``
-connection refused, reset, bad protocol   ``RetryableError``
+connect/read/write timeout, or the whole  ``RetryableError``
+request past its total deadline
+connection refused, reset                 ``RetryableError``
+TLS certificate not trusted, TLS spoken   ``ConnectorError`` naming the setting
+to a plain port (configuration)           to fix (``…_CA_BUNDLE``, ``…_VERIFY_TLS``,
+                                          the base URL's scheme)
+an invalid URL or port                    ``ConnectorError`` "cannot send …"
 HTTP 429                                  ``RetryableError`` with ``retry_after``
 HTTP 5xx (JSON, HTML or nothing)          ``RetryableError`` (``retry_after`` if sent)
 HTTP 401/403 on a credentialed request    ``AuthenticationError``
                                           ("authentication failed for <connector>: ...")
+3xx (redirects are never followed)        ``ConnectorError`` "redirected to <Location>"
 other 4xx                                 ``ConnectorError`` with the vendor's message
 2xx that is HTML or malformed JSON        ``ConnectorError`` saying so
 ========================================  =====================================
@@ -27,6 +33,7 @@ headers or bodies, and pass through the connector's own secret mask.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -34,6 +41,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.errors import AuthenticationError, ConnectorError, RetryableError
+from bot.redact import redact_url
 
 MAX_MESSAGE = 300
 EPOCH_MILLISECONDS_ABOVE = 1e12
@@ -278,6 +286,14 @@ def check_response(
             connector=name,
             status=status,
         )
+    location = exchange.headers.get("location")
+    if 300 <= status < 400 and location:
+        # Following would send our credentials to wherever the answer points;
+        # the usual cause is an http:// base URL or the wrong regional host.
+        detail = (
+            f"redirected to {mask(redact_url(shorten(location, 200)))} "
+            "(redirects are not followed; check the base URL setting)"
+        )
     raise ConnectorError(
         f"{name}: HTTP {status} on {where}: {detail}", connector=name, status=status
     )
@@ -308,6 +324,8 @@ def _parse(content_type: str, text: str) -> tuple[Any, BodyProblem | None]:
         return None, BodyProblem(BodyKind.TEXT, "answered plain text instead of JSON")
     try:
         return json.loads(text), None
+    except RecursionError:
+        return None, BodyProblem(BodyKind.MALFORMED, "answered malformed JSON (nested too deeply)")
     except json.JSONDecodeError as exc:
         return None, BodyProblem(
             BodyKind.MALFORMED,
@@ -315,12 +333,75 @@ def _parse(content_type: str, text: str) -> tuple[Any, BodyProblem | None]:
         )
 
 
-def transport_error(connector: str, method: str, path: str, exc: BaseException) -> ConnectorError:
-    """Map an httpx exception below HTTP (timeout, connection) to our error.
+def default_setting(connector: str) -> Callable[[str], str]:
+    """``field`` → ``RUNBOOK_<CONNECTOR>_<FIELD>``, for hints in messages."""
+    return lambda field: f"RUNBOOK_{connector.upper()}_{field.upper()}"
+
+
+# OpenSSL reasons that mean TLS met something that does not speak TLS (an
+# https:// URL to a plain-HTTP port) or a TLS it cannot agree with: trying
+# again changes nothing.
+PROTOCOL_MISMATCH = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "PACKET_LENGTH_TOO_LONG",
+        "RECORD_LAYER_FAILURE",
+        "HTTP_REQUEST",
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "VERSION_TOO_LOW",
+    }
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (httpx → httpcore → ssl)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def tls_problem(
+    connector: str, where: str, exc: BaseException, setting: Callable[[str], str]
+) -> ConnectorError | None:
+    """A permanent error for a TLS failure that is a configuration mistake, else None."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = shorten(cause.verify_message or cause.reason or str(cause), 120)
+            return ConnectorError(
+                f"{connector}: TLS certificate not trusted on {where}: {reason} "
+                f"(set {setting('ca_bundle')} to the PEM file of the CA that signed it, "
+                f"or {setting('verify_tls')}=false for a lab server)",
+                connector=connector,
+            )
+        if isinstance(cause, ssl.SSLError) and cause.reason in PROTOCOL_MISMATCH:
+            return ConnectorError(
+                f"{connector}: TLS handshake failed on {where}: {cause.reason} "
+                f"(the server does not speak TLS there: check the scheme, https:// or http://, "
+                f"and the port of {setting('base_url')})",
+                connector=connector,
+            )
+    return None
+
+
+def transport_error(
+    connector: str,
+    method: str,
+    path: str,
+    exc: BaseException,
+    *,
+    setting: Callable[[str], str] | None = None,
+) -> ConnectorError:
+    """Map an httpx exception below HTTP (timeout, connection, TLS) to our error.
 
     Uses class names so that this module does not import httpx.
     """
     where = describe_request(method, path)
+    setting = setting or default_setting(connector)
     kinds = {cls.__name__ for cls in type(exc).__mro__}
     if "TimeoutException" in kinds:
         phase = {
@@ -332,19 +413,70 @@ def transport_error(connector: str, method: str, path: str, exc: BaseException) 
         text = f" while {phase}" if phase else ""
         return RetryableError(f"{connector}: timed out{text} on {where}", connector=connector)
     if {"UnsupportedProtocol", "InvalidURL", "LocalProtocolError"} & kinds:
-        return ConnectorError(
-            f"{connector}: cannot send {where}: {shorten(str(exc))} (check the base URL setting)",
-            connector=connector,
-        )
+        return cannot_send(connector, where, exc)
+    tls = tls_problem(connector, where, exc, setting)
+    if tls is not None:
+        return tls
     reason = shorten(str(exc)) or type(exc).__name__
     return RetryableError(
         f"{connector}: connection failed on {where}: {reason}", connector=connector
     )
 
 
+def cannot_send(connector: str, where: str, exc: BaseException) -> ConnectorError:
+    """A permanent error for a request that cannot be sent (a bad URL or port)."""
+    reason = shorten(str(exc)) or type(exc).__name__
+    return ConnectorError(
+        f"{connector}: cannot send {where}: {reason} (check the base URL setting)",
+        connector=connector,
+    )
+
+
 def expect_shape(connector: str, what: str, exc: Exception) -> ConnectorError:
     """A permanent error for a JSON answer that lacks what we need."""
-    detail = f"missing {exc}" if isinstance(exc, KeyError) else shorten(str(exc))
+    if isinstance(exc, KeyError):
+        detail = f"missing {exc}"
+    elif isinstance(exc, (TypeError, AttributeError)) and (found := _wrong_type(exc)):
+        detail = f"expected an object, got {found}"
+    else:
+        detail = shorten(str(exc))
     return ConnectorError(
         f"{connector}: unexpected answer to {what}: {detail}", connector=connector
     )
+
+
+def json_kind(value: Any) -> str:
+    """How a JSON value is called in messages: null, a list, a string ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _wrong_type(exc: Exception) -> str | None:
+    """What JSON value an action indexed as an object, from Python's own wording.
+
+    ``None["x"]``, ``[...]["x"]`` and ``None.get`` are what reading a vendor's
+    answer raises when a key holds null or a list where we expect an object.
+    """
+    text = str(exc)
+    for python, json_name in (
+        ("'NoneType' object", "null"),
+        ("list indices must be", "a list"),
+        ("'list' object", "a list"),
+        ("string indices must be", "a string"),
+        ("'str' object", "a string"),
+        ("'int' object", "a number"),
+        ("'float' object", "a number"),
+        ("'bool' object", "a boolean"),
+    ):
+        if text.startswith(python):
+            return json_name
+    return None

@@ -20,7 +20,12 @@ from bot.errors import ConnectorError
 from connectors.base import ActionContext, ActionInput, ActionOutput, action
 from connectors.http_auth import Auth, HeaderAuth
 from connectors.http_client import PlannedRequest
-from connectors.http_errors import OKTA_RATE_LIMIT_RESET, RETRY_AFTER, vendor_message
+from connectors.http_errors import (
+    OKTA_RATE_LIMIT_RESET,
+    RETRY_AFTER,
+    json_kind,
+    vendor_message,
+)
 from connectors.vendor import HTTPConnector, HTTPSettings
 
 USER_ID = r"^[A-Za-z0-9]{1,64}$"
@@ -83,6 +88,12 @@ class Okta(HTTPConnector[OktaSettings]):
         answer = await self.http.send(PlannedRequest("GET", path, accept=frozenset({404})), ctx)
         if answer.status == 404:
             return None
+        if not isinstance(answer.data, dict):  # null must not read as "no such user"
+            raise ConnectorError(
+                f"okta: unexpected answer to GET /users/{{login}}: "
+                f"expected an object, got {json_kind(answer.data)}",
+                connector=self.name,
+            )
         result: dict[str, Any] = answer.data
         return result
 

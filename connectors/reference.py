@@ -44,7 +44,14 @@ def _fields(model: type[BaseModel] | None, *, defaults: bool) -> str:
     return ", ".join(parts) or "—"
 
 
-GENERIC = ("connect_timeout", "read_timeout", "verify_tls", "ca_bundle")
+GENERIC = (
+    "connect_timeout",
+    "read_timeout",
+    "total_timeout",
+    "max_answer_mib",
+    "verify_tls",
+    "ca_bundle",
+)
 
 
 def _setting_order(field: str, required: bool) -> tuple[int, int]:

@@ -3,9 +3,13 @@
 Settings: ``RUNBOOK_SENTINELONE_BASE_URL`` (``https://<tenant>.sentinelone.net/web/api/v2.1``)
 and ``RUNBOOK_SENTINELONE_API_TOKEN`` (sent as ``Authorization: ApiToken <token>``).
 
-``find_agent`` searches with ``computerName__like`` and keeps only agents
-whose computer name is exactly the one asked (case-insensitive); none is
-``found: false``.
+``find_agent`` searches with ``computerName__like`` (a substring match, so
+``web-1`` also finds ``web-10`` … ``prod-web-1``) and keeps only agents whose
+computer name is exactly the one asked (case-insensitive); none is
+``found: false``. It follows ``pagination.nextCursor`` through every page of
+the search, up to :data:`MAX_PAGES` pages of :data:`PAGE_SIZE`: when the
+search matches more agents than that, an exact match found is answered with
+``complete: false``, and no match is an error rather than ``found: false``.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
+from bot.errors import ConnectorError
 from connectors.base import ActionContext, ActionInput, ActionOutput, action
 from connectors.http_auth import Auth, HeaderAuth
 from connectors.http_client import PlannedRequest
 from connectors.vendor import HTTPConnector, HTTPSettings
 
 AGENT_ID = r"^[0-9]{1,24}$"
+PAGE_SIZE = 200
+MAX_PAGES = 25
 
 
 class SentinelOneSettings(HTTPSettings):
@@ -45,6 +52,9 @@ class AgentOutput(ActionOutput):
     os_name: str | None = None
     is_active: bool | None = None
     matches: int = 0
+    complete: bool = Field(
+        True, description="false when the search matched more agents than were read"
+    )
 
 
 class AgentActionOutput(ActionOutput):
@@ -62,24 +72,47 @@ class SentinelOne(HTTPConnector[SentinelOneSettings]):
     def make_auth(self) -> Auth:
         return HeaderAuth("Authorization", self.cfg.api_token, prefix="ApiToken ")
 
+    async def _search(
+        self, hostname: str, ctx: ActionContext
+    ) -> tuple[list[dict[str, Any]], bool, int]:
+        """(agents named exactly ``hostname``, whether every page was read, agents read)."""
+        exact: list[dict[str, Any]] = []
+        cursor: str | None = None
+        seen_cursors: set[str] = set()
+        read = 0
+        for _page in range(MAX_PAGES):
+            params: dict[str, Any] = {"computerName__like": hostname, "limit": PAGE_SIZE}
+            if cursor is not None:
+                params["cursor"] = cursor
+            data = await self.send(PlannedRequest("GET", "/agents", params=params), ctx)
+            with self.reading("GET /agents"):
+                agents: list[dict[str, Any]] = list(data["data"])
+                read += len(agents)
+                exact += [
+                    agent
+                    for agent in agents
+                    if str(agent.get("computerName", "")).casefold() == hostname.casefold()
+                ]
+                cursor = (data.get("pagination") or {}).get("nextCursor")
+            if not cursor or cursor in seen_cursors:
+                return exact, True, read
+            seen_cursors.add(str(cursor))
+        return exact, False, read
+
     @action(input=FindAgentInput, output=AgentOutput)
     async def find_agent(self, ctx: ActionContext, args: FindAgentInput) -> AgentOutput:
         """Look an agent up by computer name; found: false when there is none."""
-        data = await self.send(
-            PlannedRequest(
-                "GET", "/agents", params={"computerName__like": args.hostname, "limit": 50}
-            ),
-            ctx,
-        )
+        exact, complete, read = await self._search(args.hostname, ctx)
+        if not exact:
+            if not complete:
+                raise ConnectorError(
+                    f"sentinelone: more than {read} agents' names contain {args.hostname!r} "
+                    f"and none of the {read} read ({MAX_PAGES} pages, the most read) is "
+                    "exactly it; not answering found: false for an agent that may exist",
+                    connector=self.name,
+                )
+            return AgentOutput(found=False, computer_name=args.hostname)
         with self.reading("GET /agents"):
-            agents: list[dict[str, Any]] = list(data["data"])
-            exact = [
-                agent
-                for agent in agents
-                if str(agent.get("computerName", "")).casefold() == args.hostname.casefold()
-            ]
-            if not exact:
-                return AgentOutput(found=False, computer_name=args.hostname)
             agent = max(exact, key=lambda a: str(a.get("lastActiveDate") or ""))
             return AgentOutput(
                 found=True,
@@ -89,6 +122,7 @@ class SentinelOne(HTTPConnector[SentinelOneSettings]):
                 os_name=agent.get("osName"),
                 is_active=agent.get("isActive"),
                 matches=len(exact),
+                complete=complete,
             )
 
     def plan_disconnect_agent(self, args: AgentInput, ctx: ActionContext | None) -> PlannedRequest:

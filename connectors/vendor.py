@@ -1,7 +1,8 @@
 """The base of connectors that speak a vendor's HTTP API.
 
 An :class:`HTTPConnector` gets its settings (``base_url``, credentials,
-``connect_timeout``/``read_timeout``, ``verify_tls``, ``ca_bundle``) from
+``connect_timeout``/``read_timeout``/``total_timeout``, ``max_answer_mib``,
+``verify_tls``, ``ca_bundle``) from
 ``RUNBOOK_<CONNECTOR>_<FIELD>``, owns one :class:`~connectors.http_client.VendorHTTP`
 and closes it in :meth:`aclose`. Each action builds its request in a
 ``plan_<action>(args, ctx)`` method and sends it; :meth:`describe_call` uses
@@ -24,7 +25,7 @@ from connectors.base import (
     ConnectorSettings,
 )
 from connectors.http_auth import Auth
-from connectors.http_client import PlannedRequest, Timeouts, VendorHTTP
+from connectors.http_client import MIB, PlannedRequest, Timeouts, VendorHTTP
 from connectors.http_errors import RETRY_AFTER, RetryHint, expect_shape
 
 DRY_RUN_KEY = "<idempotency key of the step>"
@@ -38,7 +39,18 @@ class HTTPSettings(ConnectorSettings):
     """
 
     connect_timeout: float = Field(5.0, gt=0, le=300, description="seconds to connect")
-    read_timeout: float = Field(30.0, gt=0, le=3600, description="seconds to wait for an answer")
+    read_timeout: float = Field(
+        30.0, gt=0, le=3600, description="seconds to wait for (each part of) an answer"
+    )
+    total_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="seconds one whole request may take, however slowly its answer comes",
+    )
+    max_answer_mib: float = Field(
+        16.0, gt=0, le=1024, description="MiB of an answer read at most (larger ones fail)"
+    )
     verify_tls: bool = True
     ca_bundle: str | None = None
 
@@ -64,15 +76,28 @@ class HTTPConnector(Connector, Generic[S]):
             connector=self.name,
             base_url=str(getattr(settings, self.base_url_setting, "") or ""),
             auth=None,
-            timeouts=Timeouts(connect=self.cfg.connect_timeout, read=self.cfg.read_timeout),
+            timeouts=Timeouts(
+                connect=self.cfg.connect_timeout,
+                read=self.cfg.read_timeout,
+                total=self.cfg.total_timeout,
+            ),
             hints=self.retry_hints,
             register_secret=context.register_secret,
             user_agent=context.user_agent,
             verify_tls=self.cfg.verify_tls,
             ca_bundle=self.cfg.ca_bundle,
             secrets=secrets,
+            max_answer_bytes=int(self.cfg.max_answer_mib * MIB),
+            setting=self.setting_name,
         )
         self.http.auth = self.make_auth()
+
+    @classmethod
+    def setting_name(cls, field_name: str) -> str:
+        """The variable of a setting; ``base_url`` names the one this connector has."""
+        if field_name == "base_url":
+            field_name = cls.base_url_setting
+        return cls.env_name(field_name)
 
     def make_auth(self) -> Auth | None:
         """How requests are authenticated (None: the credential travels in the body)."""

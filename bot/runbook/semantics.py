@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from bot.errors import InputError
 from bot.runbook.checks import error_message, suggest
@@ -358,7 +358,16 @@ def _check_arguments(
 def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     """A validator for one argument, with the field's constraints (``ge=0``, ...)."""
     info = model.model_fields[name]
-    annotated: Any = Annotated[info.annotation, info]
+    # The field's own constraints, not its FieldInfo: model-only attributes
+    # (an alias such as http.request's ``json``) mean nothing to a TypeAdapter
+    # and would make pydantic warn on the terminal.
+    metadata: list[Any] = list(info.metadata)
+    if info.discriminator is not None:
+        metadata.append(Field(discriminator=info.discriminator))
+    annotation: Any = info.annotation
+    if not metadata:
+        return TypeAdapter(annotation)
+    annotated: Any = Annotated[(annotation, *metadata)]
     return TypeAdapter(annotated)
 
 

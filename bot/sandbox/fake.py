@@ -7,8 +7,10 @@ fake's state the way the vendor would. Faults are queued with
 :meth:`FakeVendor.inject` (or the shortcuts :meth:`~FakeVendor.rate_limit`,
 :meth:`~FakeVendor.server_error`, :meth:`~FakeVendor.slow`,
 :meth:`~FakeVendor.html`, :meth:`~FakeVendor.malformed_json`,
-:meth:`~FakeVendor.unauthorized`) and answer the next matching requests in
-the vendor's own format: its error envelope, its rate-limit header.
+:meth:`~FakeVendor.unauthorized`, :meth:`~FakeVendor.trickle`,
+:meth:`~FakeVendor.huge`, :meth:`~FakeVendor.answer`) and answer the next
+matching requests in the vendor's own format: its error envelope, its
+rate-limit header.
 
 Everything here may be called from any thread: the server runs on its own
 event loop; tests and ``runbook demo`` talk to the fakes from theirs.
@@ -21,14 +23,14 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 HTML_PAGE = (
@@ -36,6 +38,7 @@ HTML_PAGE = (
     "<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>"
 )
 MALFORMED_JSON = '{"resources": [{"device_id": "truncated'
+CHUNK = 64 * 1024
 
 
 class FaultKind(StrEnum):
@@ -47,6 +50,9 @@ class FaultKind(StrEnum):
     SLOW = "slow"  # answer (normally) after `delay` seconds
     HTML = "html"  # an HTML page instead of JSON (a proxy or login page)
     MALFORMED_JSON = "malformed_json"  # a truncated JSON body with status 200
+    TRICKLE = "trickle"  # a 200 JSON body that comes one byte every `delay` seconds
+    HUGE = "huge"  # a 200 JSON body of `size` bytes, streamed (no Content-Length)
+    ANSWER = "answer"  # exactly `status`, `body` and `headers` (a redirect, odd JSON)
 
 
 @dataclass(slots=True)
@@ -59,8 +65,12 @@ class Fault:
         match: only requests whose path (under the fake's mount) contains this;
             None matches every request except the token endpoint.
         retry_after: seconds the 429 asks for.
-        delay: seconds a slow answer takes.
-        status: the status of a server error or HTML answer.
+        delay: seconds a slow answer takes (a trickling one: per byte).
+        status: the status of a server error, HTML answer or given answer.
+        size: bytes of a huge answer.
+        body: the body of a given answer.
+        headers: the headers of a given answer.
+        sent: bytes of a trickling or huge body sent so far.
     """
 
     kind: FaultKind
@@ -69,6 +79,10 @@ class Fault:
     retry_after: float = 30.0
     delay: float = 30.0
     status: int = 500
+    size: int = 0
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    sent: int = 0
 
 
 @dataclass(slots=True)
@@ -168,6 +182,7 @@ class FakeVendor:
         self.calls: list[Call] = []
         self._sleepers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._call_added = threading.Condition(self._lock)
+        self._generation = 0  # bumped by reset() and clear_faults(): trickles stop
         self.reset()
 
     # -- to override -----------------------------------------------------
@@ -220,6 +235,7 @@ class FakeVendor:
         with self._lock:
             self.faults.clear()
             self.calls.clear()
+            self._generation += 1
             self._wake_sleepers()
             self.seed()
 
@@ -232,11 +248,25 @@ class FakeVendor:
         retry_after: float = 30.0,
         delay: float = 30.0,
         status: int | None = None,
+        size: int = 0,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> Fault:
         """Queue a fault for the next ``times`` matching requests."""
         kind = FaultKind(kind)
-        default_status = 200 if kind is FaultKind.HTML else 500
-        fault = Fault(kind, times, match, retry_after, delay, status or default_status)
+        ok = (FaultKind.HTML, FaultKind.TRICKLE, FaultKind.HUGE, FaultKind.ANSWER)
+        default_status = 200 if kind in ok else 500
+        fault = Fault(
+            kind,
+            times,
+            match,
+            retry_after,
+            delay,
+            status or default_status,
+            size,
+            body,
+            dict(headers or {}),
+        )
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -263,9 +293,32 @@ class FakeVendor:
     def unauthorized(self, *, times: int | None = 1, match: str | None = None) -> Fault:
         return self.inject(FaultKind.UNAUTHORIZED, times=times, match=match)
 
+    def trickle(self, delay: float, *, times: int | None = 1, match: str | None = None) -> Fault:
+        """Answer 200 at once, then the body one byte every ``delay`` seconds."""
+        return self.inject(FaultKind.TRICKLE, delay=delay, times=times, match=match)
+
+    def huge(self, size: int, *, times: int | None = 1, match: str | None = None) -> Fault:
+        """Answer 200 with a JSON body of ``size`` bytes, streamed without Content-Length."""
+        return self.inject(FaultKind.HUGE, size=size, times=times, match=match)
+
+    def answer(
+        self,
+        status: int,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+        *,
+        times: int | None = 1,
+        match: str | None = None,
+    ) -> Fault:
+        """Answer exactly this (``Content-Type`` is JSON unless ``headers`` says otherwise)."""
+        return self.inject(
+            FaultKind.ANSWER, status=status, body=body, headers=headers, times=times, match=match
+        )
+
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
+            self._generation += 1
             self._wake_sleepers()
 
     def calls_to(self, path_part: str, method: str | None = None) -> list[Call]:
@@ -362,7 +415,25 @@ class FakeVendor:
             return Response(HTML_PAGE, status_code=fault.status, media_type="text/html")
         if fault.kind is FaultKind.MALFORMED_JSON:
             return Response(MALFORMED_JSON, status_code=200, media_type="application/json")
+        if fault.kind is FaultKind.TRICKLE:
+            return StreamingResponse(self._trickle(fault), media_type="application/json")
+        if fault.kind is FaultKind.HUGE:
+            return StreamingResponse(_huge(fault), media_type="application/json")
+        if fault.kind is FaultKind.ANSWER:
+            headers = {"Content-Type": "application/json", **fault.headers}
+            return Response(fault.body, status_code=fault.status, headers=headers)
         return self.error(fault.status, "internal server error", "InternalServerError")
+
+    async def _trickle(self, fault: Fault) -> AsyncIterator[bytes]:
+        body = b'{"data": "' + b"x" * 100_000 + b'"}'
+        generation = self._generation
+        for index in range(len(body)):
+            if index:
+                await self._sleep(fault.delay)
+            if self._generation != generation:
+                return
+            fault.sent += 1
+            yield body[index : index + 1]
 
     async def _sleep(self, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -377,6 +448,20 @@ class FakeVendor:
         finally:
             with self._lock:
                 self._sleepers.discard(entry)
+
+
+async def _huge(fault: Fault) -> AsyncIterator[bytes]:
+    head, tail = b'{"data": "', b'"}'
+    yield head
+    fault.sent = len(head)
+    filler = fault.size - len(head) - len(tail)
+    while filler > 0:
+        chunk = b"x" * min(CHUNK, filler)
+        filler -= len(chunk)
+        fault.sent += len(chunk)
+        yield chunk
+    fault.sent += len(tail)
+    yield tail
 
 
 async def _parse(request: Request, route_path: str) -> FakeRequest:

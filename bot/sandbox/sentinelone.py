@@ -1,7 +1,10 @@
 """A fake SentinelOne management API (``/web/api/v2.1``).
 
 ``Authorization: ApiToken <token>`` (401 ``Authentication Failed`` otherwise);
-``GET /agents?computerName__like=`` is a case-insensitive substring search;
+``GET /agents?computerName__like=`` is a case-insensitive substring search,
+answered a page at a time like the real API: ``limit`` agents (default 10,
+at most 1000) and ``pagination.nextCursor``, an opaque string to send back as
+``cursor`` for the next page (null on the last page);
 ``POST /agents/actions/disconnect`` and ``…/connect`` take
 ``{"filter": {"ids": [...]}}`` and answer ``{"data": {"affected": n}}``.
 Errors are ``{"errors": [{"code", "detail", "title"}]}``; 429 has ``Retry-After``.
@@ -9,6 +12,7 @@ Errors are ``{"errors": [{"code", "detail", "title"}]}``; 429 has ``Retry-After`
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +20,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from bot.sandbox.fake import FakeRequest, FakeVendor, Fault, bearer, json_response, new_secret
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
 
 SEED_AGENTS = [
     ("225494730938493804", "web-1", "linux"),
@@ -57,6 +64,17 @@ class FakeSentinelOne(FakeVendor):
 
     def agent(self, name: str) -> Agent:
         return next(a for a in self.agents.values() if a.computer_name == name)
+
+    def add_agent(self, name: str, os_type: str = "linux") -> Agent:
+        """A new agent, listed after every existing one."""
+        with self._lock:
+            agent_id = str(max(int(a) for a in self.agents) + 1)
+            self.agents[agent_id] = agent = Agent(agent_id, name, os_type)
+        return agent
+
+    def remove_agent(self, name: str) -> None:
+        with self._lock:
+            del self.agents[self.agent(name).id]
 
     def env(self, base: str) -> dict[str, str]:
         return {
@@ -101,10 +119,29 @@ class FakeSentinelOne(FakeVendor):
 
     async def _agents(self, request: FakeRequest) -> Response:
         like = (request.param("computerName__like", "") or "").lower()
+        try:
+            limit = int(request.param("limit", str(DEFAULT_LIMIT)) or DEFAULT_LIMIT)
+            start = _offset(request.param("cursor"))
+        except ValueError:
+            return self.error(400, "Invalid cursor or limit", "4000010")
+        if not 1 <= limit <= MAX_LIMIT:
+            return self.error(400, f"limit must be between 1 and {MAX_LIMIT}", "4000010")
         with self._lock:
-            data = [a.as_entity() for a in self.agents.values() if like in a.computer_name.lower()]
+            matching = [
+                a.as_entity()
+                for _id, a in sorted(self.agents.items(), key=lambda item: int(item[0]))
+                if like in a.computer_name.lower()
+            ]
+        page = matching[start : start + limit]
+        more = start + limit < len(matching)
         return json_response(
-            {"data": data, "pagination": {"nextCursor": None, "totalItems": len(data)}}
+            {
+                "data": page,
+                "pagination": {
+                    "nextCursor": _cursor(start + limit) if more else None,
+                    "totalItems": len(matching),
+                },
+            }
         )
 
     async def _action(self, request: FakeRequest) -> Response:
@@ -124,3 +161,16 @@ class FakeSentinelOne(FakeVendor):
                 agent.network_status = "disconnected" if verb == "disconnect" else "connected"
                 affected += 1
         return json_response({"data": {"affected": affected}})
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    if not text.startswith("offset:"):
+        raise ValueError(cursor)
+    return int(text.removeprefix("offset:"))

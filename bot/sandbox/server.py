@@ -310,6 +310,9 @@ def _control_routes(fakes: Mapping[str, FakeVendor], secrets: Any) -> list[BaseR
                 retry_after=float(body.get("retry_after", 30)),
                 delay=float(body.get("delay", 30)),
                 status=body.get("status"),
+                size=int(body.get("size", 0)),
+                body=str(body.get("body", "")),
+                headers=dict(body.get("headers") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             kinds = ", ".join(kind.value for kind in FaultKind)

@@ -56,3 +56,78 @@ async def test_dry_run(vendor: Any, sandbox: Sandbox) -> None:
     assert shown["url"] == sandbox.base_url("sentinelone") + "/agents/actions/disconnect"
     assert shown["body"] == {"filter": {"ids": ["42"]}}
     assert shown["auth"] == "Authorization: ApiToken ***"
+
+
+def crowd_out(sandbox: Sandbox, name: str, others: int) -> str:
+    """Put ``others`` agents whose names contain ``name`` before the agent ``name``."""
+    fake = sandbox.sentinelone
+    fake.remove_agent(name)
+    for number in range(others):
+        fake.add_agent(f"{name}{number:02d}")
+    return fake.add_agent(name).id
+
+
+async def test_find_agent_follows_the_cursor_to_a_later_page(vendor: Any, sandbox: Sandbox) -> None:
+    agent_id = crowd_out(sandbox, "web-1", 450)  # + web-10: 452 matches, 3 pages of 200
+    found = await vendor.call("sentinelone.find_agent", hostname="web-1")
+    assert found["found"] is True
+    assert found["agent_id"] == agent_id
+    assert found["complete"] is True
+    calls = sandbox.sentinelone.calls_to("/agents", "GET")
+    assert len(calls) == 3
+    assert calls[0].param("cursor") is None
+    assert all(call.param("cursor") for call in calls[1:])
+    assert {call.param("limit") for call in calls} == {"200"}
+
+
+async def test_the_fake_pages_like_the_real_api(sandbox: Sandbox) -> None:
+    import httpx
+
+    crowd_out(sandbox, "web-1", 12)
+    headers = {"Authorization": "ApiToken " + sandbox.sentinelone.credentials["api_token"]}
+    url = sandbox.base_url("sentinelone") + "/agents"
+    async with httpx.AsyncClient() as client:
+        first = (
+            await client.get(url, params={"computerName__like": "web-1"}, headers=headers)
+        ).json()
+        assert len(first["data"]) == 10  # the API's default page
+        assert first["pagination"]["totalItems"] == 14
+        cursor = first["pagination"]["nextCursor"]
+        second = (
+            await client.get(
+                url, params={"computerName__like": "web-1", "cursor": cursor}, headers=headers
+            )
+        ).json()
+    assert len(second["data"]) == 4
+    assert second["pagination"]["nextCursor"] is None
+    names = [a["computerName"] for a in first["data"] + second["data"]]
+    assert len(set(names)) == 14 and names[-1] == "web-1"
+
+
+async def test_past_the_page_cap_no_match_is_an_error_not_found_false(
+    vendor: Any, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors import sentinelone
+
+    monkeypatch.setattr(sentinelone, "MAX_PAGES", 2)
+    monkeypatch.setattr(sentinelone, "PAGE_SIZE", 10)
+    crowd_out(sandbox, "web-1", 30)
+    with pytest.raises(ConnectorError) as caught:
+        await vendor.call("sentinelone.find_agent", hostname="web-1")
+    message = str(caught.value)
+    assert not caught.value.retryable
+    assert "none of the 20 read (2 pages, the most read)" in message
+    assert "found: false" in message
+    assert len(sandbox.sentinelone.calls_to("/agents", "GET")) == 2
+
+
+async def test_past_the_page_cap_a_match_is_answered_as_incomplete(
+    vendor: Any, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors import sentinelone
+
+    monkeypatch.setattr(sentinelone, "MAX_PAGES", 1)
+    monkeypatch.setattr(sentinelone, "PAGE_SIZE", 1)
+    found = await vendor.call("sentinelone.find_agent", hostname="web-1")  # web-1; web-10 unread
+    assert found["found"] is True
+    assert found["complete"] is False
