@@ -291,7 +291,7 @@ def check_response(
         # Following would send our credentials to wherever the answer points;
         # the usual cause is an http:// base URL or the wrong regional host.
         detail = (
-            f"redirected to {mask(redact_url(shorten(location, 200)))} "
+            f"redirected to {shorten(mask(redact_url(location)), 200)} "
             "(redirects are not followed; check the base URL setting)"
         )
     raise ConnectorError(
