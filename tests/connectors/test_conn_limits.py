@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from bot.errors import ConnectorError, RetryableError
 from bot.sandbox import Sandbox
 from tests.connectors.test_conn_faults import IDS, PROBES, Probe, fake_of
 
-DATA = Path(__file__).parent / "data"
-CERT = DATA / "selfsigned.pem"
-KEY = DATA / "selfsigned-key.pem"
 MIB = 1024 * 1024
 
 
@@ -207,11 +205,24 @@ async def test_slack_names_its_own_url_setting(vendor: Any, sandbox: Sandbox) ->
     assert not caught.value.retryable
 
 
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    """A certificate authority made for these tests: no key is kept in the repository."""
+    return trustme.CA()
+
+
 @pytest.fixture
-async def tls_server() -> AsyncIterator[str]:
-    """An HTTPS server on 127.0.0.1 with a self-signed certificate; answers {"data": …}."""
+def ca_bundle(authority: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+async def tls_server(authority: trustme.CA) -> AsyncIterator[str]:
+    """An HTTPS server on 127.0.0.1 whose certificate no system store trusts; answers {"data": …}."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(CERT, KEY)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -254,7 +265,11 @@ async def test_an_untrusted_certificate_is_a_configuration_error(
     assert "RUNBOOK_VIRUSTOTAL_VERIFY_TLS=false" in message
 
 
-async def test_the_ca_bundle_the_hint_names_fixes_it(vendor: Any, tls_server: str) -> None:
-    vendor.configure(RUNBOOK_VIRUSTOTAL_BASE_URL=tls_server, RUNBOOK_VIRUSTOTAL_CA_BUNDLE=str(CERT))
+async def test_the_ca_bundle_the_hint_names_fixes_it(
+    vendor: Any, tls_server: str, ca_bundle: Path
+) -> None:
+    vendor.configure(
+        RUNBOOK_VIRUSTOTAL_BASE_URL=tls_server, RUNBOOK_VIRUSTOTAL_CA_BUNDLE=str(ca_bundle)
+    )
     report = await vendor.call("virustotal.ip_report", ip="8.8.8.8")
     assert report["found"] is True
