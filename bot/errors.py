@@ -137,6 +137,11 @@ class ConnectorError(RunbookBotError):
         retryable: whether another attempt may succeed.
         retry_after: seconds the vendor asked us to wait, if it said.
         connector: the connector's name, when known.
+        no_effect: the request surely had no effect: it was never sent (the
+            connection could not be made) or the vendor refused it unprocessed
+            (HTTP 429, 503). Only then is an action that is not idempotent
+            tried again; anything else may have acted (a timeout, a reset
+            after sending, 500/502/504). False when unknown.
     """
 
     retryable: bool = False
@@ -149,10 +154,12 @@ class ConnectorError(RunbookBotError):
         retry_after: float | None = None,
         connector: str | None = None,
         status: int | None = None,
+        no_effect: bool = False,
     ) -> None:
         if retryable is not None:
             self.retryable = retryable
         self.retry_after = retry_after
+        self.no_effect = no_effect
         self.connector = connector
         self.status = status
         super().__init__(message)

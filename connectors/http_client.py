@@ -286,6 +286,7 @@ class VendorHTTP:
                         f"{self.connector}: connection failed on {where}: {_leaves(group)[0]}"
                     ),
                     connector=self.connector,
+                    no_effect=True,  # raised while connecting: nothing was sent
                 ) from None
             error = cannot_send(self.connector, where, _leaves(group)[0])
             error.args = (self.mask(str(error)),)

@@ -7,21 +7,27 @@ everywhere:
 ========================================  =====================================
 what happened                             what the engine gets
 ========================================  =====================================
-connect/read/write timeout, or the whole  ``RetryableError``
-request past its total deadline
-connection refused, reset                 ``RetryableError``
+connect timeout, refused, DNS failure     ``RetryableError``, ``no_effect``
+read/write timeout, the whole request     ``RetryableError``
+past its total deadline, reset, bad
+protocol
 TLS certificate not trusted, TLS spoken   ``ConnectorError`` naming the setting
 to a plain port (configuration)           to fix (``…_CA_BUNDLE``, ``…_VERIFY_TLS``,
                                           the base URL's scheme)
 an invalid URL or port                    ``ConnectorError`` "cannot send …"
-HTTP 429                                  ``RetryableError`` with ``retry_after``
-HTTP 5xx (JSON, HTML or nothing)          ``RetryableError`` (``retry_after`` if sent)
+HTTP 429, HTTP 503                        ``RetryableError``, ``no_effect`` (``retry_after``)
+HTTP 500, 502, 504 and other 5xx          ``RetryableError`` (``retry_after`` if sent)
 HTTP 401/403 on a credentialed request    ``AuthenticationError``
                                           ("authentication failed for <connector>: ...")
 3xx (redirects are never followed)        ``ConnectorError`` "redirected to <Location>"
 other 4xx                                 ``ConnectorError`` with the vendor's message
 2xx that is HTML or malformed JSON        ``ConnectorError`` saying so
 ========================================  =====================================
+
+``no_effect`` says the request surely was not acted on (it was never sent,
+or the vendor refused it unprocessed), so the engine may repeat even an
+action that is not idempotent; after any other failure the vendor may have
+acted, and such an action is not repeated.
 
 Retry hints differ per vendor; :class:`RetryHint` names the header and how
 to read it (``Retry-After`` seconds or HTTP date, CrowdStrike's
@@ -44,6 +50,7 @@ from bot.errors import AuthenticationError, ConnectorError, RetryableError
 from bot.redact import redact_url
 
 MAX_MESSAGE = 300
+SERVICE_UNAVAILABLE = 503
 EPOCH_MILLISECONDS_ABOVE = 1e12
 
 
@@ -272,6 +279,7 @@ def check_response(
             retry_after=wait,
             connector=name,
             status=status,
+            no_effect=True,
         )
     if status >= 500:
         raise RetryableError(
@@ -279,6 +287,9 @@ def check_response(
             retry_after=retry_after(exchange.headers, hints, now),
             connector=name,
             status=status,
+            # 503: the service did not take the request on; 500/502/504 may
+            # come after it was (partly) processed.
+            no_effect=status == SERVICE_UNAVAILABLE,
         )
     if status in (401, 403) and exchange.credentialed:
         raise AuthenticationError(
@@ -403,6 +414,9 @@ def transport_error(
     where = describe_request(method, path)
     setting = setting or default_setting(connector)
     kinds = {cls.__name__ for cls in type(exc).__mro__}
+    # Nothing of the request was sent when the connection (or a pooled one)
+    # could not be had: connect timeout, refused, DNS, TLS handshake.
+    unsent = bool({"ConnectTimeout", "PoolTimeout", "ConnectError"} & kinds)
     if "TimeoutException" in kinds:
         phase = {
             "ConnectTimeout": "connecting",
@@ -411,7 +425,9 @@ def transport_error(
             "PoolTimeout": "waiting for a free connection",
         }.get(type(exc).__name__, "")
         text = f" while {phase}" if phase else ""
-        return RetryableError(f"{connector}: timed out{text} on {where}", connector=connector)
+        return RetryableError(
+            f"{connector}: timed out{text} on {where}", connector=connector, no_effect=unsent
+        )
     if {"UnsupportedProtocol", "InvalidURL", "LocalProtocolError"} & kinds:
         return cannot_send(connector, where, exc)
     tls = tls_problem(connector, where, exc, setting)
@@ -419,7 +435,9 @@ def transport_error(
         return tls
     reason = shorten(str(exc)) or type(exc).__name__
     return RetryableError(
-        f"{connector}: connection failed on {where}: {reason}", connector=connector
+        f"{connector}: connection failed on {where}: {reason}",
+        connector=connector,
+        no_effect=unsent,
     )
 
 

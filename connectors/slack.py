@@ -37,6 +37,9 @@ AUTH_ERRORS = frozenset(
 RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "service_unavailable", "fatal_error", "internal_error"}
 )
+# Refused before anything was posted; after fatal_error/internal_error Slack
+# says part of the operation may have succeeded.
+UNPROCESSED_ERRORS = frozenset({"ratelimited", "service_unavailable"})
 
 
 class SlackSettings(HTTPSettings):
@@ -95,5 +98,9 @@ class Slack(HTTPConnector[SlackSettings]):
                 f"authentication failed for slack: {error} (chat.postMessage)", connector=self.name
             )
         if error in RETRYABLE_ERRORS:
-            raise RetryableError(f"slack: chat.postMessage failed: {error}", connector=self.name)
+            raise RetryableError(
+                f"slack: chat.postMessage failed: {error}",
+                connector=self.name,
+                no_effect=error in UNPROCESSED_ERRORS,
+            )
         raise ConnectorError(f"slack: chat.postMessage failed: {error}", connector=self.name)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,9 @@ class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
@@ -50,11 +54,16 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
+        self._start = self._now
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
 
     def now(self) -> datetime:
         return self._now
+
+    def monotonic(self) -> float:
+        """Seconds the clock has moved since it was made."""
+        return (self._now - self._start).total_seconds()
 
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self._now + timedelta(seconds=max(0.0, seconds)))

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from bot.engine.plan import Action, RunbookPlan, StepDecision
 from bot.engine.state import RunState
-from bot.engine.steps import CallPlan, CallRunner, StepFailure
+from bot.engine.steps import CallOnce, CallPlan, CallRunner, StepFailure
 from bot.errors import ConnectorError
 from bot.runbook.durations import format_duration
 from bot.runbook.model import CallStep, NotifyStep
@@ -208,10 +208,12 @@ class DryRunCalls(CallRunner):
             )
         return Placeholder(_output_path(plan)), first_attempt
 
-    async def _with_polling(self, plan: CallPlan, attempt: int, context: Mapping[str, Any]) -> Any:
+    async def _with_polling(
+        self, plan: CallPlan, call: CallOnce, context: Mapping[str, Any]
+    ) -> Any:
+        output = await call(None)
         if plan.until is None or plan.poll is None:
-            return await self.once(plan, attempt)
-        output = await self.once(plan, attempt)
+            return output
         if has_placeholder(output):
             return output
         try:

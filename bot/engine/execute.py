@@ -13,6 +13,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from bot.engine.clock import parse_iso
 from bot.engine.context import build_context
 from bot.engine.plan import RunbookPlan
 from bot.engine.state import RunState
@@ -124,6 +125,10 @@ async def run_call(
                 output, attempts = await dry_call(engine, run, sid, spec, args), first
             else:
                 call = call_plan(engine, run, sid, step, spec, args, f"{run.id}:{sid}", policy)
+                if not recorded and state.started_at is not None and step.poll is not None:
+                    # resumed after a restart: the poll window began with the step,
+                    # in the process that died; a restart does not grant a new one
+                    call.poll_started_at = parse_iso(state.started_at)
                 output, attempts = await engine.calls.attempts(
                     call,
                     first_attempt=first,

@@ -3,7 +3,14 @@
 Retries apply only to errors a connector marks retryable (timeouts, connection
 errors, 5xx, 429). The delay grows by ``backoff`` from ``delay`` up to
 ``max_delay`` with jitter (between half and all of it); a vendor's
-``Retry-After`` is a floor (honoured up to one hour).
+``Retry-After`` is a floor (honoured up to one hour). An action that is
+mutating and not idempotent is retried only after an error that surely had no
+effect (``ConnectorError.no_effect``: never sent, 429, 503); any other failure
+fails the step at once, saying why, since the vendor may have acted on it.
+
+Polling repeats the call until ``until`` holds, inside one window of
+``poll.timeout`` measured on the monotonic clock from the first poll (calls
+and retries included); a retryable error retries that poll, in the same window.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import json
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot.engine.ports import ActionRunner, Clock
@@ -50,7 +58,11 @@ def retry_delay(
 
 @dataclass(slots=True)
 class CallPlan:
-    """Everything needed to make one connector call (or a series of attempts)."""
+    """Everything needed to make one connector call (or a series of attempts).
+
+    ``poll_started_at`` is set when a polling step resumes after a restart: its
+    poll window started then (durably recorded), not when this process began.
+    """
 
     ref: str
     spec: Any
@@ -62,6 +74,40 @@ class CallPlan:
     run_id: str
     step_id: str
     idempotency_key: str
+    poll_started_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Tries:
+    """The attempts of one call so far (shared by every poll of a polling step)."""
+
+    attempt: int
+    budget: int
+    announced: int = 0  # the last attempt ``on_attempt`` was told about
+
+
+class PollWindow:
+    """``poll.timeout`` measured on the monotonic clock from the first poll.
+
+    Time spent inside calls and between retries counts; ``used`` is the part
+    of the window that passed before a restart.
+    """
+
+    def __init__(self, clock: Clock, timeout: float, used: float = 0.0) -> None:
+        self.clock = clock
+        self.timeout = timeout
+        self.used = max(0.0, used)
+        self.started = clock.monotonic()
+
+    def elapsed(self) -> float:
+        return self.used + (self.clock.monotonic() - self.started)
+
+    def fits(self, wait: float) -> bool:
+        """Whether a call started after ``wait`` more seconds starts inside the window."""
+        return self.elapsed() + wait <= self.timeout
+
+
+CallOnce = Callable[[PollWindow | None], Awaitable[Any]]
 
 
 class CallRunner:
@@ -97,8 +143,10 @@ class CallRunner:
                 self.actions.call(plan.spec, plan.args, ctx), plan.timeout
             )
         except TimeoutError:
+            # The call was cut while in flight: the vendor may have acted on it.
             raise RetryableError(
-                f"{plan.ref} timed out after {format_duration(plan.timeout or 0)}"
+                f"{plan.ref} timed out after {format_duration(plan.timeout or 0)}",
+                no_effect=False,
             ) from None
 
     async def attempts(
@@ -112,47 +160,90 @@ class CallRunner:
     ) -> tuple[Any, int]:
         """Attempt until success, a permanent error, or no attempts left.
 
+        A retryable error is retried while the budget lasts, except for an
+        action that is mutating and not idempotent, which is tried again only
+        when the error says the request surely had no effect. While polling,
+        a retryable error retries that poll, inside the same poll window.
+
         Returns:
             (output, attempts made so far in total)
 
         Raises:
             StepFailure: with the last error.
         """
-        attempt = first_attempt
-        budget = max(plan.retry.attempts, first_attempt)
+        tries = Tries(first_attempt, max(plan.retry.attempts, first_attempt))
+
+        async def call(window: PollWindow | None) -> Any:
+            return await self._call(plan, tries, window, on_retry, on_attempt)
+
+        try:
+            return await self._with_polling(plan, call, context), tries.attempt
+        except StepFailure as exc:
+            exc.attempts = tries.attempt
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise StepFailure(
+                f"{plan.ref} raised an unexpected {type(exc).__name__}: {exc}", tries.attempt
+            ) from None
+
+    async def _call(
+        self,
+        plan: CallPlan,
+        tries: Tries,
+        window: PollWindow | None,
+        on_retry: Callable[[int, str, float], Awaitable[None]],
+        on_attempt: Callable[[int], Awaitable[None]] | None,
+    ) -> Any:
+        """One call, retried as the policy allows; ``tries`` keeps the count."""
         while True:
-            if on_attempt is not None:
-                await on_attempt(attempt)
+            if tries.announced < tries.attempt:
+                tries.announced = tries.attempt
+                if on_attempt is not None:
+                    await on_attempt(tries.attempt)
             try:
-                output = await self._with_polling(plan, attempt, context)
-                return output, attempt
+                return await self.once(plan, tries.attempt)
             except ConnectorError as exc:
                 message = f"{plan.ref}: {exc}"
-                if exc.retryable and attempt < budget:
-                    delay = retry_delay(plan.retry, attempt, exc.retry_after, self.rng)
-                    await on_retry(attempt, message, delay)
-                    await self.clock.sleep(delay)
-                    attempt += 1
-                    continue
-                suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise StepFailure(message + suffix, attempt) from None
-            except StepFailure as exc:
-                exc.attempts = attempt
-                raise
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise StepFailure(
-                    f"{plan.ref} raised an unexpected {type(exc).__name__}: {exc}", attempt
-                ) from None
+                suffix = f" (after {tries.attempt} attempts)" if tries.attempt > 1 else ""
+                if not exc.retryable or tries.attempt >= tries.budget:
+                    raise StepFailure(message + suffix, tries.attempt) from None
+                refusal = not_retried(plan.spec, exc)
+                if refusal is not None:
+                    raise StepFailure(f"{message}; {refusal}{suffix}", tries.attempt) from None
+                delay = retry_delay(plan.retry, tries.attempt, exc.retry_after, self.rng)
+                if window is not None and not window.fits(delay):
+                    raise StepFailure(
+                        f"{message}; not retried: poll.timeout "
+                        f"({format_duration(window.timeout)}) would run out first{suffix}",
+                        tries.attempt,
+                    ) from None
+                await on_retry(tries.attempt, message, delay)
+                await self.clock.sleep(delay)
+                tries.attempt += 1
 
-    async def _with_polling(self, plan: CallPlan, attempt: int, context: Mapping[str, Any]) -> Any:
+    def poll_window(self, plan: CallPlan, timeout: float) -> PollWindow:
+        used = 0.0
+        if plan.poll_started_at is not None:
+            used = (self.clock.now() - plan.poll_started_at).total_seconds()
+        return PollWindow(self.clock, timeout, used)
+
+    async def _with_polling(
+        self, plan: CallPlan, call: CallOnce, context: Mapping[str, Any]
+    ) -> Any:
         if plan.until is None or plan.poll is None:
-            return await self.once(plan, attempt)
-        waited = 0.0
+            return await call(None)
+        window = self.poll_window(plan, plan.poll.timeout)
+        if not window.fits(0):  # the window ran out while the bot was down
+            raise StepFailure(
+                f"until was not true before poll.timeout ran out: "
+                f"{format_duration(window.elapsed())} passed since the step started, "
+                f"across a restart (poll.timeout: {format_duration(window.timeout)})"
+            )
         polls = 0
         while True:
-            output = await self.once(plan, attempt)
+            output = await call(window)
             polls += 1
             try:
                 done = evaluate(plan.until, {**context, "output": output})
@@ -161,13 +252,29 @@ class CallRunner:
             if done:
                 return output
             pause = max(plan.poll.every, MIN_POLL_INTERVAL)  # `every: 0s` must not spin
-            if waited + pause > plan.poll.timeout:
+            if not window.fits(pause):  # never start a poll after the window ran out
                 raise StepFailure(
-                    f"until was still false after {format_duration(plan.poll.timeout)} "
-                    f"({polls} polls); last output: {_short(output)}"
+                    f"until was still false after {format_duration(window.elapsed())} "
+                    f"({polls} polls; poll.timeout: {format_duration(window.timeout)}); "
+                    f"last output: {_short(output)}"
                 )
             await self.clock.sleep(pause)
-            waited += pause
+
+
+def not_retried(spec: Any, error: ConnectorError) -> str | None:
+    """Why a retryable ``error`` must not be retried for ``spec``, or None if it may.
+
+    An action that changes the world and is not idempotent is repeated only
+    when the failed request surely had no effect; after a timeout or a reset
+    the vendor may have acted on it, and a second request could do it twice.
+    """
+    if error.no_effect or spec.safe_to_repeat:
+        return None
+    who = "the server" if spec.connector == "http" else spec.connector
+    return (
+        f"not retried: {spec.ref} is not idempotent and {who} may have acted on it "
+        "— check before running it again"
+    )
 
 
 def render_args(with_: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

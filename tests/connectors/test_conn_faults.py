@@ -147,6 +147,7 @@ async def test_rate_limit_is_retryable_with_the_vendors_retry_after(
     assert error.status == 429
     assert error.connector == probe.connector
     assert "rate limited" in str(error)
+    assert error.no_effect  # refused unprocessed: safe to repeat even a non-idempotent action
     if probe.retry_after is None:
         assert error.retry_after is None
     else:
@@ -166,7 +167,7 @@ async def test_a_429_storm_keeps_failing_retryably_then_recovers(
     assert await vendor.call(probe.ref, **probe.args)
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 @pytest.mark.parametrize("probe", PROBES, ids=IDS)
 async def test_server_errors_are_retryable(
     vendor: Any, sandbox: Sandbox, probe: Probe, status: int
@@ -176,6 +177,8 @@ async def test_server_errors_are_retryable(
         await vendor.call(probe.ref, **probe.args)
     assert caught.value.status == status
     assert f"HTTP {status}" in str(caught.value)
+    # only a 503 says the request was not taken on; 500/502/504 may come after it acted
+    assert caught.value.no_effect is (status == 503)
 
 
 @pytest.mark.parametrize("probe", PROBES, ids=IDS)
@@ -187,6 +190,7 @@ async def test_a_slow_vendor_times_out_retryably(
     with pytest.raises(RetryableError) as caught:
         await vendor.call(probe.ref, **probe.args)
     assert "timed out while waiting for the answer" in str(caught.value)
+    assert not caught.value.no_effect  # the vendor may be acting on it
 
 
 @pytest.mark.parametrize("probe", PROBES, ids=IDS)
@@ -208,6 +212,7 @@ async def test_an_html_gateway_error_is_retryable(
     with pytest.raises(RetryableError) as caught:
         await vendor.call(probe.ref, **probe.args)
     assert "HTML page" in str(caught.value)
+    assert not caught.value.no_effect
 
 
 @pytest.mark.parametrize("probe", PROBES, ids=IDS)
@@ -261,6 +266,7 @@ async def test_connection_refused_is_retryable(vendor: Any, probe: Probe) -> Non
     with pytest.raises(RetryableError) as caught:
         await vendor.call(probe.ref, **probe.args)
     assert "connection failed" in str(caught.value)
+    assert caught.value.no_effect  # nothing was sent
 
 
 @pytest.mark.parametrize("probe", PROBES, ids=IDS)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
+import threading
 from typing import Any
 
 import pytest
@@ -116,3 +120,61 @@ async def test_dry_run_masks_the_bearer_token(vendor: Any, sandbox: Sandbox) -> 
     assert shown["url"] == sandbox.url + "/echo/hosts/web-1"
     assert shown["headers"] == {"Authorization": "Bearer ***"}
     assert "tok-secret-1234" not in repr(shown)
+
+
+class HangUpServer:
+    """A raw server on 127.0.0.1 that reads each request whole, then resets the connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = int(self.sock.getsockname()[1])
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + body)
+                # the request arrived whole; answer with an RST instead of a response
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self.sock.close()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
+
+
+async def test_a_reset_after_the_request_was_sent_may_have_had_an_effect(vendor: Any) -> None:
+    server = HangUpServer()
+    try:
+        with pytest.raises(RetryableError) as caught:
+            await vendor.call(
+                "http.request",
+                method="POST",
+                url=f"http://127.0.0.1:{server.port}/payments",
+                json={"amount": 100},
+            )
+    finally:
+        server.close()
+    assert "connection failed on POST /payments" in str(caught.value)
+    assert len(server.requests) == 1 and b'"amount"' in server.requests[0]
+    assert not caught.value.no_effect  # the server had the whole request: it may have acted

@@ -29,7 +29,7 @@ class Tk(Connector):
         Tk.calls.append(args.key)
         if args.key == "h1" and "h1" not in Tk.failed:
             Tk.failed.add("h1")
-            raise RetryableError("503")
+            raise RetryableError("503", status=503, no_effect=True)  # refused unprocessed
         await Tk.go.wait()
         return {"k": args.key}
 

@@ -455,7 +455,9 @@ steps:
         await h.clock.advance(10)
     run = await h.settle(result.run.id)
     assert run.steps["wait_forever"].outcome == "failed"
-    assert "still false after 30s (4 polls)" in (run.steps["wait_forever"].error or "")
+    assert "still false after 30s (4 polls; poll.timeout: 30s)" in (
+        run.steps["wait_forever"].error or ""
+    )
     assert run.status == "succeeded"
     await h.close()
 
@@ -476,7 +478,7 @@ steps:
         await h.clock.advance(0.01)
     run = await h.settle(result.run.id)
     assert run.steps["spin"].outcome == "failed"
-    assert "still false after 1s (100 polls)" in (run.steps["spin"].error or "")
+    assert "still false after 1s (101 polls; poll.timeout: 1s)" in (run.steps["spin"].error or "")
     await h.close()
 
 
