@@ -139,7 +139,8 @@ async def cmd_run(ctx: CliContext) -> int:
     if loaded.errors:
         files = len({d.path for d in loaded.errors})
         print(
-            f"runbook: warning: {files} other runbook file(s) have errors (see `runbook validate`)",
+            f"runbook: warning: {files} other runbook file{'s have' if files != 1 else ' has'} "
+            "errors (see `runbook validate`)",
             file=sys.stderr,
         )
     if args.dry_run:
