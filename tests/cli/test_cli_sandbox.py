@@ -97,3 +97,8 @@ def test_resume_all_leaves_runs_of_the_other_setting_alone(workdir: Path) -> Non
     resumed = runbook(workdir, "resume")
     assert resumed.returncode == 0, resumed.stderr
     assert SANDBOX_ONLY in resumed.stderr and "left alone" in resumed.stderr
+    run_id = started.stdout.strip().splitlines()[-1]
+    cancelled = runbook(workdir, "cancel", run_id, "--as", "alice", "--sandbox")
+    assert cancelled.returncode == 0, cancelled.stderr
+    status = json.loads(runbook(workdir, "status", run_id, "--json").stdout)
+    assert status["status"] == "cancelled"

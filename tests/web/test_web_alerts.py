@@ -520,6 +520,21 @@ def test_a_line_about_a_gate_carries_its_step_id(server: ServeProcess, api: http
     api.post(f"/api/runs/{run_id}/cancel")
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/nope", 404), ("POST", "/healthz", 405), ("GET", "/api/nope", 404)],
+)
+def test_every_unknown_path_or_method_answers_json(
+    client: httpx.Client, method: str, path: str, status: int
+) -> None:
+    answer = client.request(method, path)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "Not Found" if status == 404 else "Method Not Allowed"}
+    if status == 405:
+        assert answer.headers["allow"] == "GET, HEAD"
+
+
 def test_healthz_reports_the_facts(client: httpx.Client) -> None:
     health = client.get("/healthz")
     assert health.status_code == 200

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from web_harness import OTHER_TOKEN, RUNBOOK, WAIT, ServeProcess, base_env, write_runbooks
+from web_harness import (
+    ALERT_SECRET,
+    OTHER_TOKEN,
+    RUNBOOK,
+    WAIT,
+    ServeProcess,
+    base_env,
+    post_alert,
+    write_runbooks,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GATED = """
@@ -23,11 +33,22 @@ steps:
 
 def test_the_sandbox_start_calls_no_simulated_connector_unconfigured(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "runbooks", tmp_path / "runbooks")
-    env = base_env(tmp_path, RUNBOOK_API_TOKENS="ci:short")
-    with ServeProcess(tmp_path, env, "--sandbox") as serve:
+    env = base_env(
+        tmp_path, RUNBOOK_API_TOKENS="ci:short", RUNBOOK_ALERT_SECRET_CROWDSTRIKE=ALERT_SECRET
+    )
+    with ServeProcess(tmp_path, env, "--sandbox") as serve, serve.client(token=None) as client:
         assert serve.logs is not None
         serve.logs.wait_for(lambda r: str(r["message"]).startswith("SANDBOX:"))
         messages = serve.logs.messages()
+        # docs/alerts.md's signed example starts the shipped runbooks it names
+        docs = (ROOT / "docs" / "alerts.md").read_text(encoding="utf-8")
+        body = re.search(r"^body='(.*)'$", docs, re.M)
+        assert body is not None
+        answer = post_alert(client, "crowdstrike", json.loads(body.group(1)))
+    assert answer.status_code == 202
+    started = answer.json()
+    assert "errors" not in started and started["matched"] == 2, started
+    assert sorted(run["runbook"] for run in started["runs"]) == ["alert-escalation", "isolate-host"]
     assert not [m for m in messages if "is not configured" in m], messages
     ready = next(m for m in messages if m.startswith("ready:"))
     assert re.fullmatch(r"ready: \d+ runbooks, 0 unfinished runs restored \(sandbox\)", ready)
