@@ -155,7 +155,7 @@ class Settings(BaseModel):
         alias="RUNBOOK_MAX_ALERT_BYTES",
         ge=1024,
         le=16 * 1024 * 1024,
-        description="Largest alert body accepted (413 above).",
+        description="Largest alert body accepted (413 above); from 1024 to 16777216.",
     )
 
     @field_validator("groups", mode="before")

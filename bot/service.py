@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from starlette.routing import BaseRoute
@@ -26,6 +26,7 @@ from bot.engine.engine import Engine
 from bot.engine.ports import Chat, Clock, GroupResolver, Timers
 from bot.engine.state import RunState
 from bot.errors import RunbookLoadError
+from bot.logs import step_id_var
 from bot.metrics import Registry
 from bot.redact import REDACTOR
 from bot.runbook.loader import LoadResult, load_paths
@@ -73,8 +74,18 @@ class CompositeGroups:
         return await resolver.groups_of(identity, candidates)
 
 
+@contextlib.contextmanager
+def _about_step(step_id: str) -> Iterator[None]:
+    """Log lines written inside carry ``step_id`` (JSON logs)."""
+    token = step_id_var.set(step_id)
+    try:
+        yield
+    finally:
+        step_id_var.reset(token)
+
+
 class LogChat(NullChat):
-    """Chat when Slack is off: everything goes to the log."""
+    """Chat when Slack is off: everything goes to the log (lines about a step carry its id)."""
 
     async def run_started(self, run: RunState, view: Any) -> None:
         log.info(
@@ -90,17 +101,20 @@ class LogChat(NullChat):
     async def gate_opened(self, run: RunState, step_id: str, view: Any) -> None:
         gate = run.steps[step_id].gate
         prompt = gate.prompt if gate else ""
-        log.info(
-            "run %s waits for approval at %s: %s — decide with POST /api/runs/%s/steps/%s/decision",
-            run.id,
-            step_id,
-            prompt,
-            run.id,
-            step_id,
-        )
+        with _about_step(step_id):
+            log.info(
+                "run %s waits for approval at %s: %s — decide with "
+                "POST /api/runs/%s/steps/%s/decision",
+                run.id,
+                step_id,
+                prompt,
+                run.id,
+                step_id,
+            )
 
     async def gate_escalated(self, run: RunState, step_id: str, view: Any) -> None:
-        log.info("run %s: approval at %s escalated", run.id, step_id)
+        with _about_step(step_id):
+            log.info("run %s: approval at %s escalated", run.id, step_id)
 
     async def notify(
         self,
@@ -111,7 +125,8 @@ class LogChat(NullChat):
         thread: bool,
         view: Any,
     ) -> None:
-        log.info("run %s notify%s: %s", run.id, f" {channel}" if channel else "", text)
+        with _about_step(step_id):
+            log.info("run %s notify%s: %s", run.id, f" {channel}" if channel else "", text)
 
 
 class Service:
@@ -164,7 +179,7 @@ class Service:
         loaded = load_paths(
             [str(self.settings.runbooks_dir)],
             self.registry,
-            configured=self._configured,
+            configured=self._usable,
         )
         if loaded.errors:
             raise RunbookLoadError(loaded.errors)
@@ -232,10 +247,13 @@ class Service:
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
         self.ready = True
         self.ready_event.set()
+        runbooks, unfinished = len(loaded.runbooks), len(store.world.active_runs())
         log.info(
-            "ready: %d runbooks, %d unfinished runs restored%s",
-            len(loaded.runbooks),
-            len(store.world.active_runs()),
+            "ready: %d runbook%s, %d unfinished run%s restored%s",
+            runbooks,
+            "" if runbooks == 1 else "s",
+            unfinished,
+            "" if unfinished == 1 else "s",
             " (sandbox)" if self.sandbox_enabled else "",
         )
 
@@ -292,6 +310,16 @@ class Service:
             return self.registry.connector_class(name).is_configured(self.env)
         except KeyError:
             return True
+
+    def _usable(self, name: str) -> bool:
+        """Configured, or (with ``--sandbox``) simulated by a fake vendor: no warning due."""
+        if self._configured(name):
+            return True
+        if not self.sandbox_enabled:
+            return False
+        from bot.sandbox import MOUNTS
+
+        return name in MOUNTS
 
     def routes(self) -> list[BaseRoute]:
         found: list[BaseRoute] = []

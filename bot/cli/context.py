@@ -6,6 +6,7 @@ import argparse
 import functools
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from bot.config import Settings, environment, load_settings
 from bot.runbook.loader import LoadResult, load_paths
@@ -19,6 +20,12 @@ class CliContext:
     args: argparse.Namespace
     env: dict[str, str]
     settings: Settings
+    sandbox: Any = None  # the running bot.sandbox.Sandbox with --sandbox
+
+    @property
+    def sandbox_env(self) -> dict[str, str]:
+        """Connector settings pointing at the fakes (empty without ``--sandbox``)."""
+        return dict(self.sandbox.env) if self.sandbox is not None else {}
 
     @functools.cached_property
     def registry(self) -> ConnectorRegistry:

@@ -23,7 +23,9 @@ async def dry_run(
 ) -> int:
     store = MemoryStore()
     loaded = session.runbooks()
-    pool = ConnectorPool(ctx.registry, ctx.env, register_secret=REDACTOR.add)
+    pool = ConnectorPool(
+        ctx.registry, ctx.env, register_secret=REDACTOR.add, sandbox_env=ctx.sandbox_env
+    )
     engine = dry_run_engine(
         store,
         RunbookCatalog(loaded.runbooks, ctx.registry, store.load_definition),

@@ -17,6 +17,11 @@ def add_parsers(
     p.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--as", dest="as_user", metavar="USER", help="requester (cli:USER)")
     p.add_argument("--dry-run", action="store_true", help="call nothing that changes anything")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="fake vendor APIs on loopback for connectors without credentials (a sandbox run)",
+    )
 
     p = add("approve", "decide an approval gate, then carry the run on")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -27,9 +32,19 @@ def add_parsers(
     choice.add_argument("--skip", action="store_true", help="only at a recovery gate")
     p.add_argument("--comment", metavar="TEXT")
     p.add_argument("--field", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="fake vendor APIs on loopback for connectors without credentials (a sandbox run)",
+    )
 
     p = add("resume", "carry on unfinished runs after a crash (all, or one)")
     p.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="fake vendor APIs on loopback for connectors without credentials (a sandbox run)",
+    )
 
     p = add("runs", "recent runs")
     p.add_argument("--status", choices=RUN_STATUSES)
@@ -41,6 +56,11 @@ def add_parsers(
     p = add("cancel", "cancel a run")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--as", dest="as_user", metavar="USER")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="fake vendor APIs on loopback for connectors without credentials (a sandbox run)",
+    )
 
     p = add("report", "the run as a Markdown incident timeline, from the audit log")
     p.add_argument("run_id", metavar="RUN_ID")

@@ -80,8 +80,8 @@ def _report_load_problems(result: Any) -> None:
     if result.errors:
         files = len({d.path for d in result.errors})
         print(
-            f"warning: {files} runbook file{'s' if files != 1 else ''} have errors and are "
-            "left out (see `runbook validate`)",
+            f"warning: {files} runbook file{'s have' if files != 1 else ' has'} errors and "
+            f"{'are' if files != 1 else 'is'} left out (see `runbook validate`)",
             file=sys.stderr,
         )
 

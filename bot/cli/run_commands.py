@@ -50,6 +50,22 @@ def dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command != "demo":  # the demo keeps its data in a directory of its own
         check_data_dir(ctx)
+    if getattr(ctx.args, "sandbox", False) and command in ("run", "approve", "resume", "cancel"):
+        from bot.sandbox import Sandbox
+
+        with Sandbox() as sandbox:
+            ctx.sandbox = sandbox
+            faked = [n for n in ctx.registry.names() if n != "core" and not ctx.configured(n)]
+            print(
+                f"runbook: sandbox: {', '.join(faked) or 'no connectors'} are simulated by fake "
+                f"vendor APIs at {sandbox.url}; runs started here are sandbox runs",
+                file=sys.stderr,
+            )
+            return _dispatch_runs(ctx, command)
+    return _dispatch_runs(ctx, command)
+
+
+def _dispatch_runs(ctx: CliContext, command: str) -> int:
     if command == "run":
         return asyncio.run(cmd_run(ctx))
     if command == "approve":
@@ -123,7 +139,8 @@ async def cmd_run(ctx: CliContext) -> int:
     if loaded.errors:
         files = len({d.path for d in loaded.errors})
         print(
-            f"runbook: warning: {files} other runbook file(s) have errors (see `runbook validate`)",
+            f"runbook: warning: {files} other runbook file{'s have' if files != 1 else ' has'} "
+            "errors (see `runbook validate`)",
             file=sys.stderr,
         )
     if args.dry_run:
@@ -300,9 +317,10 @@ def print_waiting(ctx: CliContext, run: RunState, *, intro: str | None = None) -
         (gate := run.steps[sid].gate) is not None and gate.recovery for sid in run.waiting_gates
     )
     choice = "[--reject|--skip]" if recovery else "[--reject]"
+    sandbox = " --sandbox" if run.sandbox else ""
     print(
         (intro or f"run {run.id} is waiting for a decision at {waiting}")
-        + f"; decide with:\n  runbook approve {run.id} {hint} --as USER {choice}",
+        + f"; decide with:\n  runbook approve {run.id} {hint} --as USER{sandbox} {choice}",
         file=sys.stderr,
     )
     if ctx.args.json:
@@ -397,6 +415,8 @@ async def cmd_approve(ctx: CliContext) -> int:
             raise NotFoundError(f"unknown run {args.run_id}")
         if args.step not in run.steps:
             raise NotFoundError(f"run {args.run_id} has no step {args.step!r}")
+        if not run.ended:
+            _leave_foreign(engine, run)
         session.timeline.follow = {args.run_id}
         await engine.resume_run(args.run_id)
         try:
@@ -424,6 +444,13 @@ async def cmd_approve(ctx: CliContext) -> int:
     return await foreground(ctx, session, args.run_id, user)
 
 
+def _leave_foreign(engine: Any, run: RunState) -> None:
+    """A sandbox run outside the sandbox (or the other way round) is a usage error."""
+    reason = engine.foreign(run)
+    if reason is not None:
+        raise CliExit(EXIT_USAGE, reason)
+
+
 def _as_field_error(exc: InputError) -> InputError:
     """A ``--field`` value that does not fit is a field of the gate, not a run input."""
     name = exc.input_name
@@ -444,11 +471,20 @@ async def cmd_resume(ctx: CliContext) -> int:
     try:
         world = engine.store.world
         if args.run_id:
-            if engine.store.get_run(args.run_id) is None:
+            run = engine.store.get_run(args.run_id)
+            if run is None:
                 raise NotFoundError(f"unknown run {args.run_id}")
+            if not run.ended:
+                _leave_foreign(engine, run)
             targets = [args.run_id]
         else:
-            targets = [run.id for run in sorted(world.active_runs(), key=lambda r: r.seq)]
+            targets = []
+            for run in sorted(world.active_runs(), key=lambda r: r.seq):
+                reason = engine.foreign(run)
+                if reason is None:
+                    targets.append(run.id)
+                else:
+                    print(f"runbook: left alone: {reason}", file=sys.stderr)
         session.timeline.follow = set(targets)
         for run_id in targets:
             await engine.resume_run(run_id)

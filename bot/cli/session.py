@@ -50,7 +50,12 @@ class EngineSession:
         for warning in store.warnings:
             print(f"runbook: warning: {warning}", file=sys.stderr)
         self.store = store
-        self.pool = ConnectorPool(self.ctx.registry, self.ctx.env, register_secret=REDACTOR.add)
+        self.pool = ConnectorPool(
+            self.ctx.registry,
+            self.ctx.env,
+            register_secret=REDACTOR.add,
+            sandbox_env=self.ctx.sandbox_env,
+        )
         catalog = RunbookCatalog(loaded.runbooks, self.ctx.registry, store.load_definition)
         engine = Engine(
             store,
@@ -59,6 +64,7 @@ class EngineSession:
             chat=ConsoleChat(self.timeline),
             groups=StaticGroups(self.ctx.settings.groups),
             max_concurrent_runs=self.ctx.settings.max_concurrent_runs,
+            sandbox=self.ctx.sandbox is not None,
         )
         engine.listeners.append(self.timeline)
         await engine.start(resume=False)

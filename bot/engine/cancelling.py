@@ -20,7 +20,8 @@ async def cancel(engine: Engine, run_id: str, identity: str) -> RunState:
 
     Raises:
         NotFoundError: unknown run.
-        ConflictError: the run already ended.
+        ConflictError: the run already ended, or is a sandbox run in a process
+            without the sandbox (or the other way round).
         PermissionDenied: not the requester, someone in run_by, or an approver.
     """
     await engine.sync()  # answer only from durable state
@@ -29,6 +30,7 @@ async def cancel(engine: Engine, run_id: str, identity: str) -> RunState:
         raise NotFoundError(f"unknown run {run_id}", kind="run", key=run_id)
     if run.ended:
         raise ConflictError(f"run {run_id} already ended ({run.status})")
+    engine.check_not_foreign(run)  # its compensations would call the wrong vendors
     if not await may_cancel(engine, run, identity):
         raise PermissionDenied(
             f"{identity} may not cancel run {run_id} (only its requester, the people in "

@@ -50,6 +50,7 @@ from bot.engine.timers import ClockTimers
 from bot.engine.view import RunbookView
 from bot.errors import (
     AuditError,
+    ConflictError,
     NotFoundError,
     RunbookBotError,
     StoreError,
@@ -142,6 +143,10 @@ class Engine:
         run = self.store.world.runs.get(run_id)
         if run is None or run.ended:
             return
+        reason = self.foreign(run)
+        if reason is not None:
+            log.warning("left alone: %s", reason)
+            return
         for sid in run.waiting_gates:
             gates.arm_timers(self, run, sid)
         if run.status is RunStatus.PENDING and run.cancelled_by is None:
@@ -152,6 +157,31 @@ class Engine:
         await gates.fire_due(self, run)
         if not run.ended:
             await self.kick(run, recover=True)
+
+    def foreign(self, run: RunState) -> str | None:
+        """Why this process must leave ``run`` alone, or None when it may carry it on.
+
+        A sandbox run's connector calls only ever go to the fake vendors, and a
+        real run's never do: a process with the other setting neither advances,
+        decides nor cancels it (the run stays as it is, its deadlines unarmed).
+        """
+        if self.dry_run or run.sandbox == self.sandbox:
+            return None
+        if run.sandbox:
+            return (
+                f"run {run.id} is a sandbox run: its connector calls only go to the fake "
+                "vendors; continue it with --sandbox / serve --sandbox"
+            )
+        return (
+            f"run {run.id} is not a sandbox run: its connector calls never go to the fake "
+            "vendors; continue it without --sandbox"
+        )
+
+    def check_not_foreign(self, run: RunState) -> None:
+        """Raises ConflictError when this process must leave ``run`` alone (see ``foreign``)."""
+        reason = self.foreign(run)
+        if reason is not None:
+            raise ConflictError(reason)
 
     async def close(self, grace: float = 30.0) -> None:
         """Stop taking work; let running steps reach a durable point; stop.
@@ -258,7 +288,15 @@ class Engine:
         comment: str | None = None,
         fields: Mapping[str, Any] | None = None,
     ) -> gates.DecisionResult:
-        """Record one person's decision at a gate (see :mod:`bot.engine.gates`)."""
+        """Record one person's decision at a gate (see :mod:`bot.engine.gates`).
+
+        Raises:
+            ConflictError: a sandbox run in a process without the sandbox, or the
+                other way round (see ``foreign``); nothing is recorded.
+        """
+        run = self.store.get_run(run_id)
+        if run is not None and not run.ended:
+            self.check_not_foreign(run)
         return await gates.decide(self, run_id, step_id, identity, decision, comment, fields)
 
     cancel = cancelling.cancel  # see bot.engine.cancelling

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -91,6 +92,9 @@ def coerce_value(name: str, spec: InputSpec, value: Any, *, from_text: bool = Fa
     return result
 
 
+_WHOLE_DECIMAL = re.compile(r"[+-]?[0-9]+\.0+")
+
+
 def _to_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise _fail(name, "expected an integer, got a boolean")
@@ -104,6 +108,8 @@ def _to_int(name: str, value: Any) -> int:
             return int(text, 10)
         except ValueError:
             pass
+        if _WHOLE_DECIMAL.fullmatch(text):  # "4.0" as text is 4, like the JSON number 4.0
+            return int(text.partition(".")[0], 10)
     raise _fail(name, f"expected an integer, got {_short(value)}")
 
 

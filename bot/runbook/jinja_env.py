@@ -36,6 +36,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import object_type_repr
 
 MAX_STRING = 1_000_000
 MAX_WIDTH = 10_000
@@ -397,6 +398,22 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
             return wrapped(*args, **kwargs)
 
         return checked
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """``x['key']`` on a mapping is its key or undefined, never a method of the dict.
+
+        Jinja falls back to attributes, so ``alert['items']`` on an alert without
+        ``items`` would be ``dict.items`` (a bound method, shown with its address).
+        """
+        # private names still go to Jinja, which refuses them as unsafe
+        if isinstance(obj, Mapping) and isinstance(argument, str) and argument[:1] != "_":
+            try:
+                return obj[argument]
+            except KeyError:
+                return self.undefined(
+                    f"'{object_type_repr(obj)}' has no key {argument!r}", obj=obj, name=argument
+                )
+        return super().getitem(obj, argument)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(__obj, LoopContext) and args:

@@ -152,10 +152,12 @@ class AlertIntake:
             secret = service.env.get(alert_secret_name(source), "")
             if secret:
                 if len(secret) < WEAK_SECRET_LENGTH:
+                    # only the name and numbers: secret masking rewrites any text it is in
                     log.warning(
-                        "%s is shorter than %d characters and easy to guess; "
+                        "%s has %d characters (minimum %d): easy to guess; "
                         "use 32 or more random characters",
                         alert_secret_name(source),
+                        len(secret),
                         WEAK_SECRET_LENGTH,
                     )
                 REDACTOR.add(secret)
@@ -356,7 +358,8 @@ def _unavailable(message: str = "the service is not ready; try again shortly") -
 
 
 def _summary(errors: list[dict[str, Any]]) -> str:
+    """The first trigger that failed, as ``<runbook> started nothing: <why>``."""
     first = errors[0]
-    where = f"{first['runbook']}: " if first.get("runbook") else ""
+    who = f"{first['runbook']} started nothing" if first.get("runbook") else "no run started"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"no run started: {where}{first['error']}{more}"
+    return f"{who}: {first['error']}{more}"

@@ -104,11 +104,14 @@ class Api:
         self.service = service
         for name, token in self.settings.api_tokens.items():
             REDACTOR.add(token)
-            if len(token.get_secret_value()) < WEAK_SECRET_LENGTH:
+            length = len(token.get_secret_value())
+            if length < WEAK_SECRET_LENGTH:
+                # only the name and numbers: secret masking rewrites any text the token is in
                 log.warning(
-                    "the API token of %r is shorter than %d characters and easy to guess; "
+                    "the API token of %r has %d characters (minimum %d): easy to guess; "
                     "use 32 or more random characters",
                     name,
+                    length,
                     WEAK_SECRET_LENGTH,
                 )
         if not self._tokens:

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from bot.errors import RunbookBotError
 from bot.service import Service
+from bot.web.bodies import EXCEPTION_HANDLERS
 
 log = logging.getLogger("runbook.web")
 
@@ -66,4 +67,5 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         *service.routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # unknown paths and methods anywhere (not only under /api and /alerts) answer JSON
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)

@@ -224,3 +224,15 @@ def test_the_exit_5_hint_offers_skip_at_a_recovery_gate(
     assert out == "r-0000000000000001\n"
     hint = "runbook approve r-0000000000000001 launch --as USER"
     assert hint + (" [--reject|--skip]" if recovery else " [--reject]") in err
+
+
+@pytest.mark.slow
+def test_left_out_files_are_counted_in_good_english(workdir: Path) -> None:
+    (workdir / "runbooks" / "bad.yaml").write_text("name: bad\nsteps: 3\n", encoding="utf-8")
+    proc = runbook(workdir, "list")
+    assert "warning: 1 runbook file has errors and is left out" in proc.stderr, proc.stderr
+    (workdir / "runbooks" / "worse.yaml").write_text("name: worse\nsteps: 3\n", encoding="utf-8")
+    proc = runbook(workdir, "list")
+    assert "warning: 2 runbook files have errors and are left out" in proc.stderr
+    proc = runbook(workdir, "run", "quorum")
+    assert "warning: 2 other runbook files have errors" in proc.stderr

@@ -109,6 +109,7 @@ def make_engine(
     max_concurrent_runs: int = 50,
     rng: Callable[[], float] = lambda: 1.0,
     dry_run: bool = False,
+    sandbox: bool = False,
 ) -> Harness:
     """An engine over the given runbook texts (YAML), with a fake clock."""
     texts = [sources] if isinstance(sources, str) else sources
@@ -134,6 +135,7 @@ def make_engine(
         max_concurrent_runs=max_concurrent_runs,
         rng=rng,
         dry_run=dry_run,
+        sandbox=sandbox,
     )
     harness = Harness(engine, store, clock, chat)
     engine.listeners.append(lambda _run, record: harness.records.append(record))

@@ -119,6 +119,16 @@ def test_run_succeeds_with_json_document(workdir: Path) -> None:
     assert step["started_at"].endswith("Z") and step["ended_at"].endswith("Z")
 
 
+def test_a_whole_decimal_is_an_integer_input_on_the_command_line(workdir: Path) -> None:
+    # docs/runbooks.md: 4.0 is accepted as 4, 4.5 is not
+    proc = runbook(workdir, "run", "ok", "-i", "n=4.0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["inputs"] == {"n": 4}
+    refused = runbook(workdir, "run", "ok", "-i", "n=4.5")
+    assert refused.returncode == 2
+    assert "input 'n': expected an integer, got '4.5'" in refused.stderr
+
+
 def test_failed_run_exits_1_and_bad_input_exits_2(workdir: Path) -> None:
     assert runbook(workdir, "run", "fails").returncode == 1
     bad = runbook(workdir, "run", "gate", "-i", "host=NOT OK", "--json")

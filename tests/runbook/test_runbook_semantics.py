@@ -116,6 +116,8 @@ def spec(kind: str, **extra: object) -> InputSpec:
         ("string", 42, "42"),
         ("integer", "42", 42),
         ("integer", 4.0, 4),
+        ("integer", "4.0", 4),
+        ("integer", " -12.00 ", -12),
         ("number", "2.5", 2.5),
         ("number", "3", 3),
         ("boolean", "yes", True),
@@ -135,6 +137,9 @@ def test_inputs_are_coerced_to_their_type(kind: str, given: object, expected: ob
     ("kind", "given", "message"),
     [
         ("integer", "4.5", "expected an integer"),
+        ("integer", "4.01", "expected an integer"),
+        ("integer", "4e0", "expected an integer"),
+        ("integer", "4.", "expected an integer"),
         ("integer", True, "expected an integer, got a boolean"),
         ("number", "nan", "expected a number"),
         ("boolean", "maybe", "expected true/false/yes/no/1/0"),

@@ -139,3 +139,13 @@ def test_ordinary_formatting_still_works() -> None:
     assert render_string("{{ inputs.host | center(9) }}", CONTEXT) == "  Web-1  "
     assert render_string("{{ inputs.hosts | join(', ') }}", CONTEXT) == "a, b"
     assert render_string("{{ 'ab' | replace('b', 'c') }}", CONTEXT) == "ac"
+
+
+def test_a_missing_key_by_subscript_is_undefined_not_a_dict_method() -> None:
+    # alerts.md: write alert['items'] for keys that are method names
+    assert render_string("{{ alert['items'] }}", {"alert": {"items": [1, 2]}}) == [1, 2]
+    assert render_string("{{ alert['keys'] | default('none') }}", {"alert": {}}) == "none"
+    with pytest.raises(TemplateError) as missing:
+        render_string("{{ alert['items'] }}", {"alert": {"id": 1}})
+    assert "'dict object' has no key 'items'" in str(missing.value)
+    assert "0x" not in str(missing.value) and "built-in" not in str(missing.value)

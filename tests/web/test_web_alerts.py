@@ -64,6 +64,12 @@ steps:
   - id: nothing
     uses: core.noop
 """,
+    "gated": """
+name: gated
+steps:
+  - id: ask
+    approval: {prompt: "go?", approvers: {users: [bob]}}
+""",
     "short": """
 name: short
 triggers:
@@ -220,7 +226,7 @@ def test_a_secret_shorter_than_16_characters_works_with_a_warning(
     assert post_alert(client, "short", {"x": 1}, secret="tooshorT").status_code == 401
     assert server.logs is not None
     warning = server.logs.wait_for(
-        lambda r: "RUNBOOK_ALERT_SECRET_SHORT is shorter" in str(r["message"])
+        lambda r: "RUNBOOK_ALERT_SECRET_SHORT has 8 characters (minimum 16)" in str(r["message"])
     )
     assert warning["level"] == "warning"
     assert "tooshort" not in str(warning)
@@ -361,7 +367,7 @@ def test_input_of_the_wrong_type_starts_nothing_says_why_and_is_audited(
     assert body["runs"] == [] and body["matched"] == 1
     [problem] = body["errors"]
     assert problem["runbook"] == "contain" and problem["input"] == "severity"
-    assert "severity" in body["error"]
+    assert body["error"].startswith("contain started nothing: input 'severity'")
     [record] = [
         r for r in audit(server) if r["event"] == "alert.rejected" and r["data"]["alert"] == payload
     ]
@@ -502,6 +508,31 @@ def test_log_lines_about_a_run_carry_its_id(server: ServeProcess, client: httpx.
     assert all(r["run_id"] == run["id"] for r in about)
     ready = server.logs.wait_for(lambda r: str(r["message"]).startswith("ready:"))
     assert ready["run_id"] is None, "a run's id does not leak into the service's own lines"
+
+
+def test_a_line_about_a_gate_carries_its_step_id(server: ServeProcess, api: httpx.Client) -> None:
+    answer = api.post("/api/runs", json={"runbook": "gated", "inputs": {}})
+    assert answer.status_code == 201, answer.text
+    run_id = answer.json()["id"]
+    assert server.logs is not None
+    line = server.logs.wait_for(lambda r: str(r["message"]).startswith(f"run {run_id} waits"))
+    assert line["run_id"] == run_id and line["step_id"] == "ask"
+    api.post(f"/api/runs/{run_id}/cancel")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/nope", 404), ("POST", "/healthz", 405), ("GET", "/api/nope", 404)],
+)
+def test_every_unknown_path_or_method_answers_json(
+    client: httpx.Client, method: str, path: str, status: int
+) -> None:
+    answer = client.request(method, path)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "Not Found" if status == 404 else "Method Not Allowed"}
+    if status == 405:
+        assert answer.headers["allow"] == "GET, HEAD"
 
 
 def test_healthz_reports_the_facts(client: httpx.Client) -> None:
