@@ -76,4 +76,23 @@ __all__ = [
     "LoopbackServer",
     "Sandbox",
     "build_app",
+    "sandbox_notice",
 ]
+
+
+def sandbox_notice(faked: list[str], real: list[str], url: str) -> str:
+    """What a sandbox start says: which connectors are fakes, and which are not.
+
+    A connector that has a fake but settings of its own keeps them in a
+    sandbox, so its calls reach the real service; the notice says so rather
+    than promise otherwise. (``http`` has no fake: it calls the URLs the
+    runbooks give, sandbox or not.)
+    """
+    text = f"{', '.join(faked) or 'no connectors'} are simulated by fake vendor APIs at {url}"
+    if real:
+        verb = "has" if len(real) == 1 else "have"
+        return (
+            f"{text}; {', '.join(real)} {verb} real settings and "
+            f"{'is' if len(real) == 1 else 'are'} NOT simulated: those calls reach the real service"
+        )
+    return f"{text}; nothing real is touched"

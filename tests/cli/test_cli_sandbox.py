@@ -59,6 +59,7 @@ def test_a_sandbox_run_is_only_carried_on_with_the_sandbox(workdir: Path) -> Non
     )
     assert started.returncode == 5, started.stderr
     assert "simulated by fake vendor APIs" in started.stderr
+    assert "nothing real is touched" in started.stderr
     assert "[sandbox]" in started.stdout
     assert "--as USER --sandbox" in started.stderr  # the hint says how to continue it
     run_id = started.stdout.strip().splitlines()[-1]
@@ -102,3 +103,13 @@ def test_resume_all_leaves_runs_of_the_other_setting_alone(workdir: Path) -> Non
     assert cancelled.returncode == 0, cancelled.stderr
     status = json.loads(runbook(workdir, "status", run_id, "--json").stdout)
     assert status["status"] == "cancelled"
+
+
+def test_a_connector_with_real_settings_is_named_as_not_simulated(workdir: Path) -> None:
+    (workdir / ".env").write_text("RUNBOOK_VIRUSTOTAL_API_KEY=vt-key-of-a-real-account-0123\n")
+    started = runbook(workdir, "run", "gated", "--as", "alice", "--sandbox")
+    assert started.returncode == 5, started.stderr
+    notice = next(line for line in started.stderr.splitlines() if "sandbox:" in line)
+    assert "virustotal has real settings and is NOT simulated" in notice
+    assert "nothing real is touched" not in notice
+    assert "vt-key-of-a-real-account" not in started.stderr
