@@ -13,7 +13,8 @@ branches on message text.
     ├── ConflictError             a state change that does not fit the current state
     ├── StoreError                the data directory cannot be read or written
     │   ├── DataDirLocked         another process owns the data directory
-    │   └── CorruptStateError     a state file or journal line cannot be read
+    │   ├── CorruptStateError     a state file or journal line cannot be read
+    │   └── AuditGapError         the snapshot saw records the audit log no longer holds
     ├── AuditError                the audit log cannot be written or verified
     ├── ChatError                 the chat adapter could not post or update a message
     └── ConnectorError            a connector action failed (see connectors.base)
@@ -115,6 +116,20 @@ class DataDirLocked(StoreError):
 
 class CorruptStateError(StoreError):
     """A state file or journal record that cannot be read."""
+
+
+class AuditGapError(StoreError):
+    """The snapshot is ahead of the audit log: records were cut from the log's end.
+
+    Attributes:
+        expected_seq: the last seq the snapshot saw.
+        found_seq: the last seq the audit log holds.
+    """
+
+    def __init__(self, message: str, *, expected_seq: int, found_seq: int) -> None:
+        self.expected_seq = expected_seq
+        self.found_seq = found_seq
+        super().__init__(message)
 
 
 class AuditError(RunbookBotError):

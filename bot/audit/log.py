@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.errors import AuditError, StoreError
 from bot.redact import REDACTOR, Redactor
-from bot.store.fileops import FileOps
+from bot.store.fileops import FileOps, disk_reason
 
 GENESIS = "0" * 64
 KEYS = ("seq", "ts", "run_id", "runbook", "step", "event", "actor", "data", "prev")
@@ -198,15 +198,7 @@ class AuditLog:
 
 
 def _describe(exc: OSError, path: str) -> str:
-    reasons = {
-        errno.ENOSPC: "the disk is full",
-        errno.EROFS: "the file system is read-only",
-        errno.EACCES: "permission denied",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.EIO: "an I/O error occurred",
-    }
-    reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
     return (
-        f"cannot write the audit log {path}: {reason}; runs stop where they are and carry "
-        "on with `runbook resume` once the data directory is writable"
+        f"cannot write the audit log {path}: {disk_reason(exc)}; runs stop where they are and "
+        "carry on with `runbook resume` once the data directory is writable"
     )

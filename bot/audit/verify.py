@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from bot.audit.log import GENESIS, KEYS, iter_lines, record_hash
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
-    """Outcome of a verification: ``ok``, how many records, and the first problem."""
+    """Outcome of a verification: ``ok``, how many records, and the first problem.
+
+    ``gaps`` lists the ``audit.gap`` records met: records once cut from the log's
+    end, which an operator accepted (``runbook audit accept-gap``). The chain is
+    intact around them, so ``ok`` stays true, but the loss is reported for good.
+    """
 
     ok: bool
     records: int
     problem: str | None = None
     line: int | None = None
     seq: int | None = None
+    gaps: tuple[dict[str, Any], ...] = field(default=())
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -25,6 +32,7 @@ class VerifyResult:
             "problem": self.problem,
             "line": self.line,
             "seq": self.seq,
+            "gaps": list(self.gaps),
         }
 
 
@@ -43,6 +51,7 @@ def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
     expected_prev = GENESIS
     expected_seq = 1
     count = 0
+    gaps: list[dict[str, Any]] = []
     for _offset, number, raw in iter_lines(path):
         try:
             record = json.loads(raw)
@@ -87,6 +96,18 @@ def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
                 number,
                 seq,
             )
+        if record.get("event") == "audit.gap":
+            data = record["data"] if isinstance(record["data"], dict) else {}
+            gaps.append(
+                {
+                    "seq": seq,
+                    "ts": record["ts"],
+                    "actor": record["actor"],
+                    "found_seq": data.get("found_seq"),
+                    "expected_seq": data.get("expected_seq"),
+                    "snapshot_kept": data.get("snapshot_kept"),
+                }
+            )
         expected_prev = record["hash"]
         expected_seq += 1
         count += 1
@@ -95,8 +116,9 @@ def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
             False,
             count,
             f"the log ends at seq {count} but seq {seen[0]} was written "
-            "(records were removed from its end)",
+            "(records were removed from its end; see `runbook audit accept-gap`)",
             count + 1,
             count + 1,
+            tuple(gaps),
         )
-    return VerifyResult(True, count)
+    return VerifyResult(True, count, gaps=tuple(gaps))

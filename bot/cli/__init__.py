@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.errors import (
+    AuditGapError,
     ConfigError,
     DataDirLocked,
     InputError,
@@ -124,7 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         return EXIT_USAGE
-    except (InputError, NotFoundError, PermissionDenied, ConfigError, DataDirLocked) as exc:
+    except (
+        InputError,
+        NotFoundError,
+        PermissionDenied,
+        ConfigError,
+        DataDirLocked,
+        AuditGapError,
+    ) as exc:
         _error(str(exc), json_mode)
         if debug:
             raise

@@ -19,22 +19,32 @@ from bot.cli.context import CliContext
 from bot.cli.session import open_readonly
 from bot.engine.clock import iso, parse_iso, utcnow
 from bot.engine.state import RunState
+from bot.errors import CorruptStateError
 from bot.redact import REDACTOR
 from bot.runbook.durations import format_duration, parse_duration
 from bot.store.snapshot import snapshot_watermark
+from bot.store.store import DataStore
 
 
 def _run_or_exit(ctx: CliContext, run_id: str) -> RunState:
     store = open_readonly(ctx)
     run = store.get_run(run_id)
+    _print_warnings(store)
     if run is None:
         raise CliExit(EXIT_USAGE, f"unknown run {run_id}")
     return run
 
 
+def _print_warnings(store: DataStore) -> None:
+    for warning in store.warnings:
+        print(f"runbook: warning: {warning}", file=sys.stderr)
+    store.warnings.clear()
+
+
 def cmd_runs(ctx: CliContext) -> int:
     store = open_readonly(ctx)
     rows = store.summaries()
+    _print_warnings(store)
     if ctx.args.status:
         rows = [row for row in rows if row["status"] == ctx.args.status]
     rows = rows[: max(ctx.args.limit, 0)]
@@ -86,18 +96,33 @@ def cmd_status(ctx: CliContext) -> int:
 
 
 def cmd_report(ctx: CliContext) -> int:
-    run = _run_or_exit(ctx, ctx.args.run_id)
+    run_id = ctx.args.run_id
     path = str(ctx.settings.data_dir / "audit.jsonl")
-    start = run.audit_offset or 0
-    records = _records_of(path, run.id, start)
-    report = REDACTOR.text(build_report(run.id, records))
+    store = open_readonly(ctx)
+    try:
+        run = store.get_run(run_id)
+    except CorruptStateError as exc:  # the report needs the audit log alone
+        print(f"runbook: warning: {exc}; reading the audit log", file=sys.stderr)
+        run = None
+    _print_warnings(store)
+    # without the run's offset (not archived, or archived badly) the whole log is read
+    records = _records_of(path, run_id, (run.audit_offset or 0) if run is not None else 0)
+    if not records:
+        raise CliExit(EXIT_USAGE, f"unknown run {run_id}")
+    report = REDACTOR.text(build_report(run_id, records))
     if ctx.args.json:
+        finished = next((r for r in records if r.get("event") == "run.finished"), None)
+        status = (
+            str(run.status)
+            if run is not None
+            else str((finished or {}).get("data", {}).get("status", "unfinished"))
+        )
         print(
             json.dumps(
                 {
-                    "id": run.id,
-                    "runbook": run.runbook,
-                    "status": str(run.status),
+                    "id": run_id,
+                    "runbook": records[0].get("runbook"),
+                    "status": status,
                     "records": len(records),
                     "markdown": report,
                 }
@@ -121,12 +146,23 @@ def _records_of(path: str, run_id: str, start: int) -> list[dict[str, Any]]:
 
 def cmd_audit(ctx: CliContext) -> int:
     path = str(ctx.settings.data_dir / "audit.jsonl")
+    if ctx.args.audit_command == "accept-gap":
+        from bot.cli.audit_gap import cmd_accept_gap
+        from bot.cli.run_commands import cli_user
+
+        return cmd_accept_gap(ctx, cli_user(ctx.args))
     if ctx.args.audit_command == "verify":
         result = verify(path, snapshot_watermark(ctx.settings.data_dir / "state.json"))
         if ctx.args.json:
             print(json.dumps(result.as_dict()))
         elif result.ok:
             print(f"audit log intact: {result.records:,} records, hash chain verified")
+            for gap in result.gaps:
+                print(
+                    f"recorded gap at seq {gap['seq']}: records after seq {gap['found_seq']} "
+                    f"up to seq {gap['expected_seq']} were lost; accepted by {gap['actor']} at "
+                    f"{gap['ts']} (the snapshot that saw them is kept as {gap['snapshot_kept']})"
+                )
         else:
             print(
                 f"audit log BROKEN at line {result.line} (seq {result.seq}): {result.problem}; "

@@ -69,6 +69,13 @@ def add_parsers(
     sub = p.add_subparsers(dest="audit_command", metavar="ACTION")
     sub.required = True
     sub.add_parser("verify", help="check the hash chain end to end", parents=[common])
+    g = sub.add_parser(
+        "accept-gap",
+        help="accept that records were cut from the log's end: keep the snapshot aside, "
+        "record the gap, carry on from the log",
+        parents=[common],
+    )
+    g.add_argument("--as", dest="as_user", metavar="USER", help="who accepts (cli:USER)")
     e = sub.add_parser("export", help="records as JSON Lines", parents=[common])
     e.add_argument("--run", metavar="RUN_ID")
     e.add_argument("--since", metavar="TIME", help="ISO time, or a duration ago (24h)")

@@ -6,8 +6,31 @@ write, to prove that nothing already recorded is lost.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EIO: "an I/O error occurred",
+}
+
+
+def disk_reason(exc: OSError) -> str:
+    """Why a write failed, in words an operator acts on."""
+    return _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def describe_os_error(exc: OSError, path: str) -> str:
+    """One line for a data directory file that cannot be written (no traceback)."""
+    return (
+        f"cannot write {path}: {disk_reason(exc)}; nothing was changed — fix the data "
+        "directory and run the command again (read-only commands still work)"
+    )
 
 
 class FileOps:

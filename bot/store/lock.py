@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -10,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.errors import DataDirLocked
+from bot.errors import DataDirLocked, StoreError
+from bot.store.fileops import describe_os_error
 
 
 class DataDirLock:
@@ -28,9 +30,18 @@ class DataDirLock:
         return self._fd is not None
 
     def acquire(self, owner: dict[str, Any]) -> None:
-        """Take the lock or raise DataDirLocked naming the owner."""
+        """Take the lock or raise DataDirLocked naming the owner.
+
+        Raises:
+            DataDirLocked: another process holds the lock.
+            StoreError: the lock or the owner note cannot be written (a full or
+                read-only disk); nothing is left behind.
+        """
         path = self.data_dir / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, str(path))) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -44,22 +55,44 @@ class DataDirLock:
             "host": socket.gethostname(),
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        tmp = self.data_dir / f"owner.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(note), encoding="utf-8")
-        tmp.replace(self.data_dir / "owner.json")
+        try:
+            self._write_owner(note)
+        except StoreError:
+            self.release()
+            raise
 
     def update_owner(self, changes: dict[str, Any]) -> None:
         """Amend the owner note (e.g. the URL once the server is listening)."""
-        note = {**read_owner(self.data_dir), **changes}
+        self._write_owner({**read_owner(self.data_dir), **changes})
+
+    def _write_owner(self, note: dict[str, Any]) -> None:
+        """Replace ``owner.json`` (mode 0600) through a temp file removed on failure.
+
+        Raises:
+            StoreError: it cannot be written.
+        """
+        path = self.data_dir / "owner.json"
         tmp = self.data_dir / f"owner.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(note), encoding="utf-8")
-        tmp.replace(self.data_dir / "owner.json")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                data = json.dumps(note).encode()
+                while data:
+                    data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)
+            tmp.replace(path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise StoreError(describe_os_error(exc, str(path))) from exc
 
     def release(self) -> None:
         if self._fd is None:
             return
         try:
-            (self.data_dir / "owner.json").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only disk: the note is stale, harmless
+                (self.data_dir / "owner.json").unlink(missing_ok=True)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

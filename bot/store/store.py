@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.audit.log import GENESIS, AuditLog, iter_lines
+from bot.engine.clock import iso, utcnow
 from bot.engine.serialize import run_from_dict, run_to_dict
 from bot.engine.state import DedupEntry, RunState, World, apply
-from bot.errors import ConflictError, CorruptStateError, StoreError
-from bot.store.fileops import FileOps
+from bot.errors import AuditGapError, ConflictError, CorruptStateError, StoreError
+from bot.store.fileops import FileOps, describe_os_error
 from bot.store.lock import DataDirLock
+from bot.store.repair import set_aside_torn_tail, world_from_audit_log
 from bot.store.snapshot import Snapshot
 
 log = logging.getLogger("runbook.store")
@@ -109,16 +111,34 @@ class DataStore:
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
         self._index: dict[str, dict[str, Any]] | None = None
+        self.index_damaged = False
+        self._from_audit: World | None = None
+        self._snapshot_seq = 0
+        self.gap: tuple[int, int] | None = None  # (seq the snapshot saw, last seq of the log)
+        self.accepted_gap: dict[str, Any] | None = None  # the audit.gap record written by open
         self._saved_definitions: set[str] = set()
 
     # -- opening and closing -------------------------------------------------------------
 
-    def open(self, owner: Mapping[str, Any] | None = None) -> None:
+    def open(
+        self, owner: Mapping[str, Any] | None = None, *, accept_gap: str | None = None
+    ) -> None:
         """Load the world; unless read-only, take the lock and open the journal for appends.
+
+        A torn last line of ``runs/index.jsonl`` or ``runs/archive.jsonl`` is set
+        aside and the runs it held are archived again from the audit log.
+
+        Args:
+            accept_gap: the operator (``cli:<user>``) who accepts that the
+                snapshot is ahead of the audit log: the snapshot is kept as
+                ``state.json.ahead-<time>``, state is rebuilt from the log and an
+                ``audit.gap`` record is appended. Without it such a directory is
+                refused (:class:`AuditGapError`).
 
         Raises:
             DataDirLocked: another process owns the directory.
-            StoreError: the directory cannot be created or read.
+            AuditGapError: the snapshot is ahead of the audit log (not read-only).
+            StoreError: the directory cannot be created, read or written.
         """
         if not self.readonly:
             try:
@@ -131,11 +151,26 @@ class DataStore:
             self._opened = True
             return
         try:
+            torn = False if self.readonly else self._set_aside_torn_tails()
             self._load()
             if not self.readonly:
-                self.audit.open(
-                    seq=self.world.seq, last_hash=self.world.last_hash, size=self.applied_offset
-                )
+                gap = self.gap
+                if gap is not None:
+                    if accept_gap is None:
+                        raise AuditGapError(
+                            _gap_message(self.data_dir, *gap), expected_seq=gap[0], found_seq=gap[1]
+                        )
+                    kept = self._keep_ahead_snapshot()
+                try:
+                    self.audit.open(
+                        seq=self.world.seq, last_hash=self.world.last_hash, size=self.applied_offset
+                    )
+                except OSError as exc:
+                    raise StoreError(describe_os_error(exc, self.audit.path)) from exc
+                if gap is not None:
+                    self._record_gap(gap, kept, accept_gap or "system")
+                if torn:
+                    self._rearchive_from_audit_log()
         except BaseException:
             self.lock.release()
             raise
@@ -177,7 +212,7 @@ class DataStore:
         start = 0
         if tables is not None:
             meta = tables["meta"]
-            self.world.seq = int(meta.get("seq", 0))
+            self.world.seq = self._snapshot_seq = int(meta.get("seq", 0))
             self.world.last_hash = str(meta.get("hash", GENESIS))
             start = int(meta.get("offset", 0))
             for row in tables["active"]:
@@ -194,10 +229,13 @@ class DataStore:
     def _replay(self, start: int) -> None:
         audit_path = self.data_dir / "audit.jsonl"
         size = audit_path.stat().st_size if audit_path.exists() else 0
-        if start > size:
-            self.warnings.append(
-                "the snapshot is ahead of the audit log; rebuilding state from the audit log"
-            )
+        ahead = start > size
+        if ahead:
+            if self.readonly:
+                self.warnings.append(
+                    "the snapshot is ahead of the audit log; state shown is rebuilt from the "
+                    "audit log (see `runbook audit verify`)"
+                )
             self.world = World()
             start = 0
         offset = start
@@ -218,6 +256,81 @@ class DataStore:
             apply(self.world, record, offset_at)
             offset = offset_at + len(raw)
         self.applied_offset = offset
+        if ahead:
+            self.gap = (self._snapshot_seq, self.world.seq)
+
+    # -- repairs -------------------------------------------------------------------------
+
+    def _set_aside_torn_tails(self) -> bool:
+        """Drop a partial last line of the archive and the index (kept in ``*.torn``)."""
+        torn = False
+        for name in ("archive.jsonl", "index.jsonl"):
+            path = self.data_dir / "runs" / name
+            try:
+                dropped = set_aside_torn_tail(path)
+            except OSError as exc:
+                raise StoreError(describe_os_error(exc, str(path))) from exc
+            if dropped:
+                torn = True
+                self.warnings.append(
+                    f"{path} ended in a partial line ({dropped} bytes, from a crash or a full "
+                    f"disk); it was set aside in {path.name}.torn and the runs it held are "
+                    "archived again from the audit log"
+                )
+        return torn
+
+    def _rearchive_from_audit_log(self) -> None:
+        """Archive again every finished run the index or the archive does not hold."""
+        self._index = None
+        index = self._load_index()
+        world = world_from_audit_log(self.audit.path)
+        missing = [
+            run
+            for run in world.runs.values()
+            if run.ended and run.id not in self.world.runs and not self._archived(index, run.id)
+        ]
+        if missing:
+            self._archive(missing)
+
+    def _archived(self, index: dict[str, dict[str, Any]], run_id: str) -> bool:
+        row = index.get(run_id)
+        if row is None or "archive" not in row:
+            return False
+        try:
+            return self._read_archived(int(row["archive"])).id == run_id
+        except (OSError, ValueError, TypeError, KeyError):
+            return False
+
+    def _read_archived(self, offset: int) -> RunState:
+        with open(self.data_dir / "runs" / "archive.jsonl", "rb") as handle:
+            handle.seek(offset)
+            return run_from_dict(json.loads(handle.readline()))
+
+    def _keep_ahead_snapshot(self) -> str:
+        """Rename the snapshot that is ahead of the log; it is never deleted automatically."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        kept = self.snapshot.path.with_name(f"state.json.ahead-{stamp}")
+        try:
+            self.snapshot.path.replace(kept)
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc, str(self.snapshot.path))) from exc
+        self.snapshot = Snapshot(self.data_dir / "state.json", self.fileops)
+        return kept.name
+
+    def _record_gap(self, gap: tuple[int, int], kept: str, actor: str) -> None:
+        expected, found = gap
+        txn = self.begin()
+        self.accepted_gap = txn.add(
+            {
+                "ts": iso(utcnow()),
+                "event": "audit.gap",
+                "actor": actor,
+                "data": {"expected_seq": expected, "found_seq": found, "snapshot_kept": kept},
+            }
+        )
+        txn.commit()
+        self.flush_now()
+        self.gap = None
 
     # -- group commit ----------------------------------------------------------------------
 
@@ -407,15 +520,30 @@ class DataStore:
             return self._index
         rows: dict[str, dict[str, Any]] = {}
         path = self.data_dir / "runs" / "index.jsonl"
+        bad = 0
         with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
             for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break
-                with contextlib.suppress(ValueError, KeyError, TypeError):
+                try:
+                    if not raw.endswith(b"\n"):
+                        raise ValueError("partial line")
                     row = json.loads(raw)
-                    rows[row["id"]] = row
+                    rows[str(row["id"])] = row
+                except (ValueError, KeyError, TypeError):
+                    bad += 1
+        if bad:
+            self.index_damaged = True
+            self.warnings.append(
+                f"{path}: skipped {bad} line(s) that cannot be read; the runs they listed are "
+                "read from the audit log (a state-changing command repairs the index)"
+            )
         self._index = rows
         return rows
+
+    def _audit_world(self) -> World:
+        """Every run as the audit log alone tells it (folded once, only when needed)."""
+        if self._from_audit is None:
+            self._from_audit = world_from_audit_log(self.audit.path)
+        return self._from_audit
 
     def summaries(self) -> list[dict[str, Any]]:
         """Every run, newest first: archived ones from the index, the rest from memory."""
@@ -423,6 +551,10 @@ class DataStore:
         rows = {
             run_id: {k: row.get(k) for k in fields} for run_id, row in self._load_index().items()
         }
+        if self.index_damaged:  # lines were skipped: the audit log has what they listed
+            for run in self._audit_world().runs.values():
+                if run.ended and run.id not in rows:
+                    rows[run.id] = run.summary()
         for run in self.world.runs.values():
             rows[run.id] = run.summary()
         return sorted(rows.values(), key=lambda r: (r["started_at"], r["id"]), reverse=True)
@@ -434,15 +566,30 @@ class DataStore:
         row = self._load_index().get(run_id)
         try:
             if row is not None and "archive" in row:
-                with open(self.data_dir / "runs" / "archive.jsonl", "rb") as handle:
-                    handle.seek(int(row["archive"]))
-                    return run_from_dict(json.loads(handle.readline()))
+                archived = self._read_archived(int(row["archive"]))
+                if archived.id != run_id:
+                    raise ValueError(f"the archive holds run {archived.id} at that offset")
+                return archived
             legacy = self.data_dir / "runs" / f"{run_id}.json"  # before the archive existed
             if legacy.exists():
                 return run_from_dict(json.loads(legacy.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise CorruptStateError(f"cannot read the record of run {run_id}: {exc}") from exc
+            found = self._run_from_audit_log(run_id)
+            if found is None:
+                raise CorruptStateError(f"cannot read the record of run {run_id}: {exc}") from exc
+            self.warnings.append(
+                f"the archived record of run {run_id} cannot be read ({exc}); shown from the "
+                "audit log"
+            )
+            return found
+        if self.index_damaged:
+            return self._run_from_audit_log(run_id)
         return None
+
+    def _run_from_audit_log(self, run_id: str) -> RunState | None:
+        if self._from_audit is not None:
+            return self._from_audit.runs.get(run_id)
+        return world_from_audit_log(self.audit.path, run_id).runs.get(run_id)
 
     async def save_definition(self, digest: str, form: str, text: str) -> None:
         path = self.data_dir / "definitions" / f"{digest}.{'md' if form == 'markdown' else 'yaml'}"
@@ -479,3 +626,13 @@ def _needs_normalising(value: Any) -> bool:
             not isinstance(key, str) or _needs_normalising(item) for key, item in value.items()
         )
     return True
+
+
+def _gap_message(data_dir: Path, expected_seq: int, found_seq: int) -> str:
+    return (
+        f"the audit log {data_dir / 'audit.jsonl'} ends at seq {found_seq} but the snapshot "
+        f"state.json saw seq {expected_seq}: records were cut from its end (or a backup was "
+        "restored whose log was copied before its snapshot); nothing was changed. To keep the "
+        "snapshot aside, record the gap in the audit log and carry on from the log, run "
+        "`runbook audit accept-gap`"
+    )
