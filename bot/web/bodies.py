@@ -167,6 +167,9 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 answers, as JSON."""
     if isinstance(exc, HTTPException):
         headers = dict(exc.headers or {})
+        if "Allow" in headers:  # Starlette joins a set: the same answer on every start
+            methods = sorted(m.strip() for m in headers["Allow"].split(","))
+            headers["Allow"] = ", ".join(methods)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=headers)
     return error(500, "internal error")
 
