@@ -11,6 +11,7 @@ branches on message text.
     ├── NotFoundError             unknown runbook, run or step
     ├── PermissionDenied          someone may not do what they asked
     ├── ConflictError             a state change that does not fit the current state
+    ├── EngineStopping            the engine is stopping: it starts nothing new
     ├── StoreError                the data directory cannot be read or written
     │   ├── DataDirLocked         another process owns the data directory
     │   ├── CorruptStateError     a state file or journal line cannot be read
@@ -100,6 +101,13 @@ class PermissionDenied(RunbookBotError):
 
 class ConflictError(RunbookBotError):
     """A change that does not fit the current state (a run that already ended, ...)."""
+
+
+class EngineStopping(RunbookBotError):
+    """The engine is stopping (a shutdown or an interrupt): it starts nothing new.
+
+    Runs stop where they are, between steps, and carry on after a restart.
+    """
 
 
 class StoreError(RunbookBotError):

@@ -254,8 +254,14 @@ class Service:
         )
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Stop taking work, let running steps reach a durable point, release everything."""
+        """Stop taking work, let running steps reach a durable point, release everything.
+
+        The engine starts nothing new from the first moment (see
+        :meth:`Engine.stop_starting`); calls in flight get ``grace`` seconds to end
+        and be recorded, so runs stop between steps and resume without a gate.
+        """
         self.ready = False
+        self.stop_starting()
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -281,6 +287,11 @@ class Service:
         if self.sandbox is not None:
             await self.sandbox.__aexit__(None, None, None)
             self.sandbox = None
+
+    def stop_starting(self) -> None:
+        """The service is going down: the engine starts no new step, attempt or item."""
+        if self.engine is not None:
+            self.engine.stop_starting()
 
     async def _checkpoint_loop(self) -> None:
         while True:

@@ -126,6 +126,8 @@ def _detail(record: dict[str, Any], started_at: dict[str, str]) -> str | None:
         return f"attempt {data.get('attempt')} failed ({error}); retry in {data.get('delay')}s"
     if event == "step.skipped":
         return data.get("reason") or "skipped"
+    if event == "step.paused":
+        return f"paused between calls: {data.get('reason') or 'the engine stopped'}"
     if event == "step.item_succeeded":
         return f"item {data.get('index')}: {_short(data.get('output'), 100)}"
     if event == "approval.requested":

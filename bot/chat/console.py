@@ -168,6 +168,8 @@ class Timeline:
             by = ", ".join(output.get("decided_by") or []) or "timeout"
             mark = paint("ok", "✓") if event == "step.approved" else paint("bad", "✗")
             return f"  {mark} {sid} {event.split('.')[1]} by {by}"
+        if event == "step.paused":
+            return f"  {paint('warn', '⏸')} {sid} paused between calls: the engine is stopping"
         if event == "step.resumed":
             return f"  {paint('info', '↻')} {sid} will run again ({data.get('by')})"
         if event == "compensation.started":

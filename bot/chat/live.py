@@ -41,6 +41,7 @@ _NOTABLE = {
     "approval.expired",
     "step.failed",
     "step.retrying",
+    "step.paused",
     "compensation.started",
     "compensation.failed",
     "run.cancelled",

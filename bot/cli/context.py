@@ -21,6 +21,7 @@ class CliContext:
     env: dict[str, str]
     settings: Settings
     sandbox: Any = None  # the running bot.sandbox.Sandbox with --sandbox
+    interrupts: Any = None  # bot.cli.stopping.Interrupts while a foreground command runs
 
     @property
     def sandbox_env(self) -> dict[str, str]:

@@ -29,10 +29,12 @@ from bot.errors import (
     ConfigError,
     ConflictError,
     DataDirLocked,
+    EngineStopping,
     InputError,
     NotFoundError,
     PermissionDenied,
     RunbookLoadError,
+    StoreError,
 )
 from bot.redact import REDACTOR
 from bot.runbook.inputs import parse_assignments
@@ -68,14 +70,16 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _dispatch_runs(ctx: CliContext, command: str) -> int:
-    if command == "run":
-        return asyncio.run(cmd_run(ctx))
-    if command == "approve":
-        return asyncio.run(cmd_approve(ctx))
-    if command == "resume":
-        return asyncio.run(cmd_resume(ctx))
-    if command == "cancel":
-        return asyncio.run(cmd_cancel(ctx))
+    from bot.cli.stopping import interruptible
+
+    foreground_commands = {
+        "run": cmd_run,
+        "approve": cmd_approve,
+        "resume": cmd_resume,
+        "cancel": cmd_cancel,
+    }
+    if command in foreground_commands:
+        return asyncio.run(interruptible(ctx, foreground_commands[command]))
     if command in ("runs", "status", "report", "audit"):
         from bot.cli import inspect_commands
 
@@ -194,7 +198,13 @@ async def foreground(ctx: CliContext, session: EngineSession, run_id: str, user:
     while True:
         engine = session.engine
         assert engine is not None
-        run = await engine.wait_settled(run_id)
+        try:
+            run = await engine.wait_settled(run_id)
+        except (EngineStopping, StoreError):
+            # interrupted, or the data directory failed: the calls in flight end
+            # (and are recorded when the store can), then the directory is released
+            await session.close()
+            raise
         if run.ended:
             await session.close()
             return _finish(ctx, run)

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 from bot.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliExit
 from bot.cli.context import CliContext
@@ -110,6 +111,7 @@ class _Server:
         class Server(uvicorn.Server):
             async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
                 await super().startup(sockets=sockets)
+                outer.loop = asyncio.get_running_loop()
                 if self.servers:
                     sock = self.servers[0].sockets[0].getsockname()
                     url = f"http://{sock[0]}:{sock[1]}"
@@ -117,6 +119,15 @@ class _Server:
                     log.info("listening on %s", url)
                 else:
                     outer.startup_failed = True
+
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                super().handle_exit(sig, frame)
+                # From the signal on, the engine starts nothing new (no step, attempt or
+                # item), while uvicorn finishes its requests before the lifespan ends.
+                if outer.loop is not None:
+                    stop = outer.service.stop_starting  # type: ignore[attr-defined]
+                    with contextlib.suppress(RuntimeError):  # the loop already closed
+                        outer.loop.call_soon_threadsafe(stop)
 
             @contextlib.contextmanager
             def capture_signals(self) -> Iterator[None]:
@@ -134,6 +145,7 @@ class _Server:
                         signal.signal(sig, handler)
 
         self.service = service
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.startup_failed = False
         self.server = Server(config)  # type: ignore[arg-type]
 

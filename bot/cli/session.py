@@ -69,11 +69,14 @@ class EngineSession:
         engine.listeners.append(self.timeline)
         await engine.start(resume=False)
         self.engine = engine
+        if self.ctx.interrupts is not None:
+            self.ctx.interrupts.session = self  # Ctrl-C stops this engine gracefully
         return engine
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop the engine (calls in flight get ``grace`` seconds), release the data directory."""
         if self.engine is not None:
-            await self.engine.close()
+            await self.engine.close(grace)
             self.engine = None
         if self.pool is not None:
             await self.pool.aclose()

@@ -36,6 +36,8 @@ def advance(
     if run.ended or run.cancelled_by is not None or live.finishing:
         return follow
     plan = engine.plan_of(run)
+    if engine.stopping:
+        return _while_stopping(engine, run, txn, follow, plan, live)
     if live.recheck or changed is None:
         live.recheck = False
         candidates = [sid for sid in plan.order if undecided(engine, run, live, sid)]
@@ -97,6 +99,30 @@ def advance(
             break
         candidates = [sid for sid in plan.order if undecided(engine, run, live, sid)]
     return _settle(engine, run, txn, follow, plan, live)
+
+
+def _while_stopping(
+    engine: Engine,
+    run: RunState,
+    txn: Transaction,
+    follow: FollowUp,
+    plan: RunbookPlan,
+    live: _Live,
+) -> FollowUp:
+    """While the engine stops, nothing starts; a run with nothing left to do still finishes.
+
+    Steps not yet decided stay so: the next start decides them (``recheck``).
+    """
+    live.recheck = True
+    if run.running_count or run.waiting_count:
+        return follow
+    if any(undecided(engine, run, live, sid) for sid in plan.order):
+        return follow
+    if (run.failure or run.cancelled_by is not None) and compensation_order(run, plan):
+        return follow  # compensations are calls: they run after the restart
+    finish_in(engine, run, txn)
+    follow.finished = True
+    return follow
 
 
 def _failure_seen(

@@ -47,7 +47,8 @@ async def _follow(engine: Engine, run: RunState, follow: FollowUp) -> None:
             gates.arm_timers(engine, run, sid)
             await gates.post(engine, run, sid)
         if follow.compensate:
-            await recovery.compensate(engine, run)
+            if not await recovery.compensate(engine, run):
+                return  # stopping: the remaining compensations run after the next start
             txn = engine.begin()
             finish_in(engine, run, txn)
             await engine.commit(txn)

@@ -13,6 +13,12 @@ observe a transition before it is durable.
 
 A run waiting at a gate has no task at all — a waiting gate is state, not a
 sleeping coroutine — and its deadlines are timers re-armed from the store.
+
+Stopping (:meth:`Engine.close`, an interrupt, or a failed store write) starts
+nothing new: no step, attempt, retry, poll, ``for_each`` item or compensation.
+Calls already in flight run to their end and their outcomes are recorded (while
+the store can still write); a run stopped between two steps carries on after a
+restart without a recovery gate.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from bot.engine.view import RunbookView
 from bot.errors import (
     AuditError,
     ConflictError,
+    EngineStopping,
     NotFoundError,
     RunbookBotError,
     StoreError,
@@ -102,10 +109,12 @@ class Engine:
         self.sandbox = sandbox
         self.dry_run = dry_run
         self.listeners: list[Listener] = []
+        self.stop = asyncio.Event()  # set once stopping begins: nothing new starts
         self.calls = CallRunner(
             actions,
             self.clock,
             register_secret=REDACTOR.add,
+            stop=self.stop,
             **({"rng": rng} if rng is not None else {}),
         )
         self.live: dict[str, _Live] = {}
@@ -183,23 +192,63 @@ class Engine:
         if reason is not None:
             raise ConflictError(reason)
 
+    @property
+    def stopping(self) -> bool:
+        """True once nothing new may start (see :meth:`stop_starting`)."""
+        return self.stop.is_set()
+
+    def stop_starting(self) -> None:
+        """From now on start nothing new: no step, attempt, retry, poll, item or compensation.
+
+        Calls in flight go on to their end and are recorded; pauses between
+        calls end at once. Callers of :meth:`wait_settled` are woken (it raises
+        :class:`EngineStopping`, or the store's error after a failed write).
+        """
+        self.accepting = False
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        log.info("stopping: nothing new starts; %d task(s) still running", len(self.working()))
+        for live in self.live.values():
+            live.settled.set()
+
+    def working(self) -> list[asyncio.Task[Any]]:
+        """The tasks still acting for runs: steps in flight, kicks, follow-ups."""
+        steps = [t for live in self.live.values() for t in live.tasks.values()]
+        current = asyncio.current_task()
+        return [
+            t
+            for t in (*steps, *self._background, *self.following)
+            if not t.done() and t is not current
+        ]
+
+    async def drain(self, grace: float = 30.0) -> bool:
+        """Stop starting work and wait up to ``grace`` seconds for what runs to be recorded.
+
+        Returns:
+            True when nothing was left running.
+        """
+        self.stop_starting()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while tasks := self.working():
+            # a task may hand on to another (a step to its follow-up): look again
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        return True
+
     async def close(self, grace: float = 30.0) -> None:
         """Stop taking work; let running steps reach a durable point; stop.
 
-        Steps still running after ``grace`` seconds are interrupted without a
-        record: after a restart the crash-recovery rules apply to them.
+        Nothing new starts once closing begins (see :meth:`stop_starting`).
+        Calls still in flight after ``grace`` seconds are interrupted without
+        a record: after a restart the crash-recovery rules apply to them.
         """
-        self.accepting = False
-
-        def working() -> list[asyncio.Task[Any]]:
-            steps = [t for live in self.live.values() for t in live.tasks.values()]
-            return [t for t in (*steps, *self._background, *self.following) if not t.done()]
-
-        tasks = working()
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
+        await self.drain(grace)
         self.closing = True
-        leftovers = [t for t in working() if t is not asyncio.current_task()]
+        leftovers = self.working()
         for task in leftovers:
             task.cancel()
         for task in leftovers:
@@ -266,15 +315,19 @@ class Engine:
                 raise NotFoundError(f"unknown run {run_id}", kind="run", key=run_id)
             if self.is_settled(run):
                 return run
-            if self.fatal is not None:
-                raise self.fatal
+            self._raise_if_stopping(run_id)
             live = self.live_of(run_id)
             # A transition may have left the flag set while the run moves on; it is
             # set again once the run settles (update_settled), so clear it and wait.
             live.settled.clear()
             await live.settled.wait()
-            if self.fatal is not None:
-                raise self.fatal
+            self._raise_if_stopping(run_id)
+
+    def _raise_if_stopping(self, run_id: str) -> None:
+        if self.fatal is not None:
+            raise self.fatal
+        if self.stopping:
+            raise EngineStopping(f"stopping: run {run_id} stops where it is")
 
     # -- decisions and cancellation -------------------------------------------------------
 
@@ -341,7 +394,7 @@ class Engine:
         try:
             await self.store.sync()
         except StoreError as exc:
-            self.fatal = exc
+            self._fail(exc)
             raise
 
     def commit_now(self, txn: Transaction) -> list[dict[str, Any]]:
@@ -350,9 +403,15 @@ class Engine:
         try:
             self.store.flush_now()
         except StoreError as exc:
-            self.fatal = exc
+            self._fail(exc)
             raise
         return records
+
+    def _fail(self, exc: StoreError) -> None:
+        """A write failed: memory is ahead of the disk, so nothing more may start."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.stop_starting()
 
     def record_now(self, run: RunState | None, event: str, **kwargs: Any) -> dict[str, Any]:
         """Durably append one record, now (a transaction of its own)."""
@@ -444,6 +503,8 @@ class Engine:
         await self.follow(run, follow)
 
     def spawn_step(self, run: RunState, sid: str, *, recorded: bool) -> None:
+        if self.stopping and not recorded:
+            return  # it stays as it is; the next start recovers it
         live = self.live_of(run.id)
         task = asyncio.create_task(
             execute.run_step(self, run, sid, recorded=recorded), name=f"step:{run.id}:{sid}"

@@ -4,6 +4,10 @@ A step task runs its call to the end and hands its outcome event to
 :meth:`Engine.step_ended`, which records it and advances the run in one
 transaction. Retries, items and the first-attempt records are transactions
 of their own.
+
+Once the engine is stopping, a step starts no further attempt, poll or item:
+the calls in flight end and are recorded, then the step is recorded
+``step.paused`` (nothing in flight) and the next start carries it on.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ from bot.engine.clock import parse_iso
 from bot.engine.context import build_context
 from bot.engine.plan import RunbookPlan
 from bot.engine.state import RunState
-from bot.engine.steps import MAX_OUTPUT_BYTES, CallPlan, StepFailure, for_each_items, render_args
+from bot.engine.steps import (
+    MAX_OUTPUT_BYTES,
+    CallPlan,
+    CallStopped,
+    StepFailure,
+    for_each_items,
+    render_args,
+)
 from bot.errors import AuditError, ChatError, RunbookBotError, StoreError
 from bot.logs import run_id_var, step_id_var
 from bot.redact import REDACTOR
@@ -64,6 +75,13 @@ async def run_step(engine: Engine, run: RunState, sid: str, *, recorded: bool) -
                     data={"reason": "run cancelled", "error": "cancelled"},
                 )
         raise
+    except CallStopped:
+        # between two calls, with nothing in flight: say so, so that the next start
+        # carries it on without asking whether a call was cut off
+        with contextlib.suppress(StoreError):
+            await engine.record(
+                run, "step.paused", step=sid, data={"reason": "the engine is stopping"}
+            )
     except StoreError as exc:
         log.error("run %s step %s: %s", run.id, sid, exc)
     except Exception:
@@ -187,6 +205,8 @@ async def run_items(
         if index in state.items:
             return
         async with semaphore:
+            if engine.stopping:
+                return  # no new item once stopping began
             context = build_context(run, item=item, index=index)
             args = render_args(step.with_, context)
             if engine.dry_run and spec.mutating:
@@ -209,9 +229,12 @@ async def run_items(
                         },
                     )
 
-                output, attempts = await engine.calls.attempts(
-                    call, first_attempt=1, context=context, on_retry=retry
-                )
+                try:
+                    output, attempts = await engine.calls.attempts(
+                        call, first_attempt=1, context=context, on_retry=retry
+                    )
+                except CallStopped:
+                    return  # not its other items' business: they end as they will
             most = max(most, attempts)
             txn = engine.begin()
             try:
@@ -233,6 +256,8 @@ async def run_items(
         await _gather_fail_fast(tasks)
     except StepFailure as failure:
         raise StepFailure(f"item {_failed_index(tasks)}: {failure.message}", most) from None
+    if engine.stopping and any(i not in state.items for i in range(len(items))):
+        raise CallStopped  # items were left for the next start
     return [state.items.get(i) for i in range(len(items))], most
 
 

@@ -38,7 +38,12 @@ async def wind_down(engine: Engine, run: RunState) -> None:
     await engine.follow(run, FollowUp(changed_gates=changed, compensate=True))
 
 
-async def compensate(engine: Engine, run: RunState) -> None:
+async def compensate(engine: Engine, run: RunState) -> bool:
+    """Run the compensations due, last step first; False when stopping cut them short.
+
+    Once the engine is stopping no further compensation starts; the rest run
+    after the next start (a restart finds them in ``compensation_order``).
+    """
     plan = engine.plan_of(run)
     for sid in compensation_order(run, plan):
         step = plan.steps[sid].step
@@ -57,7 +62,10 @@ async def compensate(engine: Engine, run: RunState) -> None:
         for index, item in targets:
             if index is not None and index in state.compensated_items:
                 continue
+            if engine.stopping:
+                return False
             await compensate_one(engine, run, sid, step, index, item)
+    return True
 
 
 async def compensate_one(

@@ -136,10 +136,10 @@ async def start_run(
         InputError: inputs that do not fit.
         PermissionDenied: the requester may not start it (``run_by``).
     """
-    if not engine.accepting:
-        raise ConflictError("the service is shutting down; try again shortly")
     if engine.fatal is not None:
         raise engine.fatal
+    if not engine.accepting:
+        raise ConflictError("the service is shutting down; try again shortly")
     loaded = engine.catalog.get(name)
     runbook = loaded.runbook
     if check_permission and requester is not None and runbook.run_by is not None:

@@ -405,6 +405,11 @@ def _apply_step(run: RunState, step: StepState, event: str, data: dict[str, Any]
     if event == "step.item_succeeded":
         step.items[int(data["index"])] = data.get("output")
         return
+    if event == "step.paused":
+        # the engine stopped it between two calls (a shutdown): nothing was in
+        # flight, so the next start carries it on without a recovery gate
+        step.between_attempts = True
+        return
     if event == "step.resumed":
         # a recovery gate said: run it again. The closed gate stays, so its
         # message can still be updated and late clicks are told it ended.

@@ -11,6 +11,10 @@ fails the step at once, saying why, since the vendor may have acted on it.
 Polling repeats the call until ``until`` holds, inside one window of
 ``poll.timeout`` measured on the monotonic clock from the first poll (calls
 and retries included); a retryable error retries that poll, in the same window.
+
+Once the engine is stopping (its ``stop`` event is set) no further attempt or
+poll starts: a pause between two calls ends early and raises
+:class:`CallStopped`. A call already in flight is never cut short here.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ MAX_OUTPUT_BYTES = 256 * 1024  # per output record in the audit log
 MAX_RETRY_AFTER = 3600.0
 MAX_ITEMS = 10_000
 MIN_POLL_INTERVAL = 0.01  # seconds between polls, whatever `poll.every` says
+
+
+class CallStopped(Exception):
+    """The engine is stopping: no further attempt, poll or item of this call was started."""
 
 
 class StepFailure(Exception):
@@ -120,11 +128,32 @@ class CallRunner:
         *,
         register_secret: Callable[[str], None],
         rng: Callable[[], float] = random.random,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.actions = actions
         self.clock = clock
         self.register_secret = register_secret
         self.rng = rng
+        self.stop = stop or asyncio.Event()
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` on the clock before the next call, unless stopping begins first.
+
+        Raises:
+            CallStopped: the engine is stopping; the next call must not start.
+        """
+        if self.stop.is_set():
+            raise CallStopped
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (sleeper, stopper):
+                waiter.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        if self.stop.is_set():
+            raise CallStopped
 
     async def once(self, plan: CallPlan, attempt: int) -> Any:
         """One attempt: call with the per-attempt timeout."""
@@ -170,6 +199,7 @@ class CallRunner:
 
         Raises:
             StepFailure: with the last error.
+            CallStopped: the engine began stopping between two calls.
         """
         tries = Tries(first_attempt, max(plan.retry.attempts, first_attempt))
 
@@ -181,7 +211,7 @@ class CallRunner:
         except StepFailure as exc:
             exc.attempts = tries.attempt
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, CallStopped):
             raise
         except Exception as exc:
             raise StepFailure(
@@ -220,7 +250,7 @@ class CallRunner:
                         tries.attempt,
                     ) from None
                 await on_retry(tries.attempt, message, delay)
-                await self.clock.sleep(delay)
+                await self.pause(delay)
                 tries.attempt += 1
 
     def poll_window(self, plan: CallPlan, timeout: float) -> PollWindow:
@@ -258,7 +288,7 @@ class CallRunner:
                     f"({polls} polls; poll.timeout: {format_duration(window.timeout)}); "
                     f"last output: {_short(output)}"
                 )
-            await self.clock.sleep(pause)
+            await self.pause(pause)
 
 
 def not_retried(spec: Any, error: ConnectorError) -> str | None:
