@@ -7,7 +7,8 @@ and log lines pass through it on the way out.
 
 Each secret is also known in the forms it takes on the way to a vendor and
 back: JSON-escaped (quotes, backslashes, non-ASCII) and URL-encoded (``quote``
-and ``quote_plus``, as in a form body). A secret that something cut short
+and ``quote_plus``, as in a form body), and as chat markup shows data (``&``,
+``<`` and ``>`` escaped). A secret that something cut short
 (a prefix of at least :data:`MIN_CUT_PREFIX` characters right before ``…``
 or ``...``) is masked too, so that a truncation done before redaction cannot
 leak its first part. Every truncation in the product happens after masking and
@@ -108,7 +109,9 @@ class Redactor:
 
 
 def _forms(secret: str) -> set[str]:
-    """``secret`` as written, JSON-escaped and URL-encoded."""
+    """``secret`` as written, JSON-escaped, URL-encoded and escaped for chat markup."""
+    # as data in a Slack prompt or notice is: & < > escaped (then maybe JSON-escaped)
+    markup = secret.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     forms = {
         secret,
         json.dumps(secret, ensure_ascii=False)[1:-1],
@@ -116,6 +119,9 @@ def _forms(secret: str) -> set[str]:
         quote(secret, safe=""),
         quote(secret),
         quote_plus(secret),
+        markup,
+        json.dumps(markup, ensure_ascii=False)[1:-1],
+        json.dumps(markup)[1:-1],
     }
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 

@@ -124,6 +124,8 @@ class LogChat(NullChat):
         channel: str | None,
         thread: bool,
         view: Any,
+        *,
+        markup: str | None = None,
     ) -> None:
         with _about_step(step_id):
             log.info("run %s notify%s: %s", run.id, f" {channel}" if channel else "", text)

@@ -30,6 +30,18 @@ def test_url_encoded_and_json_escaped_secrets_are_masked() -> None:
         assert r.text(text) == '"***"'
 
 
+def test_a_secret_escaped_for_chat_markup_is_masked() -> None:
+    from bot.runbook.templates import escape_markup, render_string
+
+    r = redactor()
+    r.add("pw<with>&angles")
+    for secret in (CS_SECRET, "pw<with>&angles"):
+        markup = render_string("*key* {{ s }}!", {"s": secret}, escape=escape_markup)
+        assert markup != f"*key* {secret}!"  # the data was escaped ...
+        assert r.text(markup) == "*key* ***!"  # ... and is still masked
+        assert r.text(json.dumps({"m": markup})) == json.dumps({"m": "*key* ***!"})
+
+
 def test_a_secret_cut_short_is_masked() -> None:
     r = redactor()
     for length in (8, 17, 47, len(OKTA) - 1):

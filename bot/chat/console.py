@@ -204,6 +204,8 @@ class ConsoleChat(NullChat):
         channel: str | None,
         thread: bool,
         view: Any,
+        *,
+        markup: str | None = None,
     ) -> None:
         if self.timeline.follow is None or run.id in self.timeline.follow:
             where = f" ({channel})" if channel else ""

@@ -61,6 +61,8 @@ class NullChat:
         channel: str | None,
         thread: bool,
         view: Any,
+        *,
+        markup: str | None = None,
     ) -> None:
         return None
 

@@ -33,7 +33,7 @@ from bot.errors import AuditError, ChatError, RunbookBotError, StoreError
 from bot.logs import run_id_var, step_id_var
 from bot.redact import REDACTOR
 from bot.runbook.model import CallStep, NotifyStep, RetryPolicy
-from bot.runbook.templates import TemplateError, render_string
+from bot.runbook.templates import TemplateError, escape_markup, render_string
 
 if TYPE_CHECKING:
     from bot.engine.engine import Engine
@@ -288,10 +288,13 @@ async def run_notify(
         for index, item in enumerate(items):
             extra = {"item": item, "index": index} if step.for_each else {}
             try:
-                text = str(render_string(step.notify.text, build_context(run, **extra)))
+                item_context = build_context(run, **extra)
+                text = str(render_string(step.notify.text, item_context))
+                # for chat markup: the author's formatting kept, links and mentions in data not
+                markup = str(render_string(step.notify.text, item_context, escape=escape_markup))
             except TemplateError as exc:
                 raise StepFailure(f"text: {exc.message}") from None
-            text = REDACTOR.text(text)
+            text, markup = REDACTOR.text(text), REDACTOR.text(markup)
             if engine.dry_run:
                 await engine.record(
                     run,
@@ -303,7 +306,7 @@ async def run_notify(
                 continue
             try:
                 ref = await engine.chat.notify(
-                    run, sid, text, channel, step.notify.thread, engine.view(run)
+                    run, sid, text, channel, step.notify.thread, engine.view(run), markup=markup
                 )
             except ChatError as exc:
                 raise StepFailure(f"chat: {exc}") from None

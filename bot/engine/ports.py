@@ -133,7 +133,12 @@ class Chat(Protocol):
         channel: str | None,
         thread: bool,
         view: RunView,
-    ) -> dict[str, Any] | None: ...
+        *,
+        markup: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Post ``text``; ``markup`` is the same text for chat markup (mrkdwn), the
+        data in it escaped (``&``, ``<``, ``>``) and the author's formatting kept."""
+        ...
 
 
 class RunView(Protocol):

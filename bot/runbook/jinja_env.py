@@ -37,6 +37,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import object_type_repr
+from markupsafe import Markup
 
 MAX_STRING = 1_000_000
 MAX_WIDTH = 10_000
@@ -103,9 +104,16 @@ def rendering(escape: Callable[[str], str] | None = None) -> Iterator[None]:
 
 @pass_context  # so that Jinja never applies it at compile time, to constants
 def escape_output(_context: Any, value: Any) -> Any:
-    """The environment's ``finalize``: the rendering's escape, if it has one."""
+    """The environment's ``finalize``: the rendering's escape, if it has one.
+
+    What is already markup (a ``Markup``: the result of a macro or of a
+    ``{% set %}`` block in the markup environment, whose data was escaped
+    where it was printed) is kept as it is, so nothing is escaped twice.
+    """
     escape = _escape.get()
-    return value if escape is None else escape(str(value))
+    if escape is None or hasattr(value, "__html__"):
+        return value
+    return Markup(escape(str(value)))  # noqa: S704 (escaped just now)
 
 
 def bounded_range(*args: int) -> range:
@@ -165,11 +173,23 @@ def bounded_concat(pieces: Iterable[Any]) -> str:
     return "".join(parts)
 
 
-def bounded_str_join(pieces: Iterable[Any]) -> str:
-    """``a ~ b ~ c``: like Jinja's ``str_join``, bounded like ``+``."""
-    texts = [str(piece) for piece in pieces]
+def bounded_str_join(pieces: Iterable[Any], markup: bool = False) -> str:
+    """``a ~ b ~ c``: like Jinja's ``str_join``, bounded like ``+``.
+
+    With ``markup`` (an autoescaping template), joining markup with data gives
+    markup, the data escaped with the rendering's escape (like ``markup_join``).
+    """
+    values = list(pieces)
+    texts = [str(piece) for piece in values]
     if sum(len(text) for text in texts) > MAX_STRING:
         raise _too_large("~")
+    if markup and any(hasattr(piece, "__html__") for piece in values):
+        escape = _escape.get() or str
+        texts = [
+            text if hasattr(piece, "__html__") else escape(text)
+            for piece, text in zip(values, texts, strict=True)
+        ]
+        return Markup(_built("".join(texts)))  # noqa: S704 (markup and escaped data)
     return str(_built("".join(texts)))
 
 
@@ -177,14 +197,14 @@ class BoundedCodeGenerator(CodeGenerator):
     """Jinja's code generator, with ``~`` and every ``for`` loop going through our checks."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:  # never: autoescape is off
-            super().visit_Concat(node, frame)
-            return
         self.write("environment.bounded_str_join((")
         for arg in node.nodes:
             self.visit(arg, frame)
             self.write(", ")
-        self.write("))")
+        if frame.eval_ctx.volatile:  # inside {% autoescape %}: known when it runs
+            self.write("), context.eval_ctx.autoescape)")
+        else:
+            self.write(f"), {bool(frame.eval_ctx.autoescape)!r})")
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         iterable = nodes.Call(
@@ -340,8 +360,8 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
         return counted(iterable)
 
     @staticmethod
-    def bounded_str_join(pieces: Iterable[Any]) -> str:
-        return bounded_str_join(pieces)
+    def bounded_str_join(pieces: Iterable[Any], markup: bool = False) -> str:
+        return bounded_str_join(pieces, markup)
 
     def concat(self, pieces: Iterable[Any]) -> str:
         return bounded_concat(pieces)
@@ -439,10 +459,26 @@ class RunbookSandbox(ImmutableSandboxedEnvironment):
 
 @functools.cache
 def environment() -> RunbookSandbox:
-    """The one sandboxed environment; undefined names are errors."""
+    """The sandboxed environment every template runs in; undefined names are errors."""
+    return _sandbox(autoescape=False)
+
+
+@functools.cache
+def markup_environment() -> RunbookSandbox:
+    """The same sandbox for rendering chat markup (see :func:`rendering`'s ``escape``).
+
+    It autoescapes, so Jinja gives the results of macros and ``{% set %}``
+    blocks as ``Markup`` (their data was escaped where it was printed, their
+    own text is the author's); ``finalize`` escapes every other output with
+    the rendering's escape, once.
+    """
+    return _sandbox(autoescape=True)
+
+
+def _sandbox(*, autoescape: bool) -> RunbookSandbox:
     env = RunbookSandbox(
         undefined=StrictUndefined,
-        autoescape=False,
+        autoescape=autoescape,
         keep_trailing_newline=True,
         finalize=escape_output,
     )

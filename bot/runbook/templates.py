@@ -29,7 +29,13 @@ from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
 
-from bot.runbook.jinja_env import JINJA_GLOBALS, MAX_STRING, environment, rendering
+from bot.runbook.jinja_env import (
+    JINJA_GLOBALS,
+    MAX_STRING,
+    environment,
+    markup_environment,
+    rendering,
+)
 
 __all__ = [
     "JINJA_GLOBALS",
@@ -427,6 +433,16 @@ def _compiled_template(text: str) -> Any:
         raise _too_deep() from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled_markup_template(text: str) -> Any:
+    try:
+        return markup_environment().from_string(text)
+    except TemplateSyntaxError as exc:
+        raise _syntax_error(exc) from exc
+    except RecursionError:
+        raise _too_deep() from None
+
+
 def _check_defined(value: Any, text: str) -> Any:
     if isinstance(value, Undefined):
         try:
@@ -522,7 +538,9 @@ def render_string(
         text: the template.
         context: the names it may use.
         escape: when given, the result is text and each ``{{ ... }}`` output
-            (the data) passes through ``escape``; the template's own text does not.
+            (the data) passes through ``escape`` exactly once; the template's own
+            text does not, nor does what a macro or a ``{% set %}`` block made
+            (its data was escaped where it was printed inside it).
     """
     info = analyse_template(text)
     if info.literal:
@@ -533,8 +551,9 @@ def render_string(
         value = evaluate(match.group("expr"), context)
         return value if escape is None else escape(str(value))
     try:
+        template = _compiled_template(text) if escape is None else _compiled_markup_template(text)
         with rendering(escape):
-            result = _compiled_template(text).render(**context)
+            result = template.render(**context)
     except (UndefinedError, SecurityError) as exc:
         raise TemplateError(f"{exc} (in {text!r})") from exc
     except TemplateError:

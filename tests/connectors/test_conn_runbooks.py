@@ -113,7 +113,15 @@ class Chat:
         return None
 
     async def notify(
-        self, run: Any, step_id: str, text: str, channel: str | None, thread: bool, view: Any
+        self,
+        run: Any,
+        step_id: str,
+        text: str,
+        channel: str | None,
+        thread: bool,
+        view: Any,
+        *,
+        markup: str | None = None,
     ) -> dict[str, str] | None:
         self.notices.append(text)
         return {"channel": channel or "C0SOCINC", "ts": "1.0"}

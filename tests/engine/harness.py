@@ -50,7 +50,15 @@ class RecordingChat:
         self.calls.append(("gate_escalated", run.id, step_id))
 
     async def notify(
-        self, run: RunState, step_id: str, text: str, channel: str | None, thread: bool, view: Any
+        self,
+        run: RunState,
+        step_id: str,
+        text: str,
+        channel: str | None,
+        thread: bool,
+        view: Any,
+        *,
+        markup: str | None = None,
     ) -> dict[str, str] | None:
         if self.fail_notify is not None:
             raise self.fail_notify

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
-from bot.runbook.templates import TemplateError, render_string
+from bot.runbook.templates import TemplateError, escape_markup, render_string
+
+# Templates render plainly, or for chat markup (its own autoescaping environment):
+# the limits hold for both.
+ESCAPES = pytest.mark.parametrize("escape", [None, escape_markup], ids=["plain", "markup"])
 
 HOSTILE = [
     ("{{ (['x'*1000000]*200) | join }}", "join filter"),
@@ -28,11 +33,14 @@ HOSTILE = [
 ]
 
 
+@ESCAPES
 @pytest.mark.parametrize(("template", "needle"), HOSTILE)
-def test_hostile_templates_fail_fast_with_a_clear_error(template: str, needle: str) -> None:
+def test_hostile_templates_fail_fast_with_a_clear_error(
+    template: str, needle: str, escape: Callable[[str], str] | None
+) -> None:
     started = time.perf_counter()
     with pytest.raises(TemplateError) as info:
-        render_string(template, {})
+        render_string(template, {}, escape=escape)
     assert needle in info.value.message
     assert time.perf_counter() - started < 1.0
 
@@ -133,15 +141,26 @@ BYPASSES = [
         "{% endfor %}",
         "at most 20,000,000 characters",
     ),
+    (
+        "{% autoescape true %}{% set ns = namespace(s='aaaaaaaa') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}{% endautoescape %}",
+        "~ would be too large",
+    ),
+    (
+        "{% set ns = namespace(s='aaaaaaaa') %}{% macro m() %}<b>{% endmacro %}"
+        "{% for i in range(40) %}{% set ns.s = m() ~ ns.s ~ ns.s %}{% endfor %}",
+        "~ would be too large",
+    ),
 ]
 
 
+@ESCAPES
 @pytest.mark.parametrize(("template", "needle"), BYPASSES)
 def test_concatenation_output_and_loops_over_anything_are_bounded(
-    template: str, needle: str
+    template: str, needle: str, escape: Callable[[str], str] | None
 ) -> None:
     with pytest.raises(TemplateError) as info:
-        render_string(template, {})
+        render_string(template, {}, escape=escape)
     assert needle in info.value.message
 
 

@@ -9,6 +9,7 @@ from bot.runbook.templates import (
     TemplateError,
     analyse_expression,
     analyse_template,
+    escape_markup,
     evaluate,
     render_string,
     render_value,
@@ -149,3 +150,44 @@ def test_a_missing_key_by_subscript_is_undefined_not_a_dict_method() -> None:
         render_string("{{ alert['items'] }}", {"alert": {"id": 1}})
     assert "'dict object' has no key 'items'" in str(missing.value)
     assert "0x" not in str(missing.value) and "built-in" not in str(missing.value)
+
+
+# -- rendering for chat markup (approval prompts, notify text in Slack) ----------
+
+
+MARKUP_CONTEXT = {"v": "a<b & c>", "host": "web-1"}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # the reviewer's reproductions: set-block data was escaped twice ...
+        ("{% set x %}{{ v }}{% endset %}{{ x }}", "a&lt;b &amp; c&gt;"),
+        # ... and the author's own markup inside a macro was escaped
+        ("{% macro m(h) %}<{{ h }}>{% endmacro %}{{ m(host) }}", "<web-1>"),
+        (
+            "{% macro m(h) %}<https://x/{{ h }}|{{ h }}>{% endmacro %}{{ m(v) }}",
+            "<https://x/a&lt;b &amp; c&gt;|a&lt;b &amp; c&gt;>",
+        ),
+        (
+            "{% set x %}*{{ v }}*{% endset %}{{ x }} {{ x ~ v }}",
+            "*a&lt;b &amp; c&gt;* *a&lt;b &amp; c&gt;*a&lt;b &amp; c&gt;",
+        ),
+        ("{% macro m() %}<b>{% endmacro %}{{ m() ~ v ~ '<i>' }}", "<b>a&lt;b &amp; c&gt;&lt;i&gt;"),
+        (
+            "*{{ v }}* <https://wiki.example/ir|Playbook>",
+            "*a&lt;b &amp; c&gt;* <https://wiki.example/ir|Playbook>",
+        ),
+        ("{% for i in [v, v] %}{{ i }}{% endfor %}", "a&lt;b &amp; c&gt;a&lt;b &amp; c&gt;"),
+        ("{{ v ~ '!' }} {{ [v, '<'] | join(',') }}", "a&lt;b &amp; c&gt;! a&lt;b &amp; c&gt;,&lt;"),
+        ("{% autoescape false %}{{ v }}{% endautoescape %}", "a&lt;b &amp; c&gt;"),
+        ("{{ v }}", "a&lt;b &amp; c&gt;"),
+    ],
+)
+def test_markup_rendering_escapes_each_value_once_and_never_the_authors_text(
+    template: str, expected: str
+) -> None:
+    assert render_string(template, MARKUP_CONTEXT, escape=escape_markup) == expected
+    # rendered plainly nothing is escaped, and the result is a plain str
+    plain = render_string(template, MARKUP_CONTEXT)
+    assert "&lt;" not in plain and "&amp;" not in plain and type(plain) is str

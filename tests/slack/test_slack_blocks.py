@@ -319,3 +319,12 @@ def test_a_gate_recorded_without_the_escaped_prompt_is_escaped_whole() -> None:
     message = blocks.approval(run_with(g), View(), "ask", g)
     assert "<https://evil.example" not in json.dumps(message.blocks)
     assert "&lt;https://evil.example/x|Approve here&gt;" in json.dumps(message.blocks)
+
+
+def test_a_notice_is_its_escaped_form_with_broadcasts_defused_or_else_escaped_whole() -> None:
+    assert blocks.notice_mrkdwn("x", "*hi* <https://a.example|a> <!here>") == (
+        "*hi* <https://a.example|a> @here"
+    )
+    assert blocks.notice_mrkdwn("<!here> <https://a.example|a>", None) == (
+        "&lt;!here&gt; &lt;https://a.example|a&gt;"
+    )

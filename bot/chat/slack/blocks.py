@@ -63,6 +63,13 @@ def prompt_mrkdwn(gate: GateState) -> str:
     return md.escape(gate.prompt)  # recorded before the escaped form was: escape it all
 
 
+def notice_mrkdwn(text: str, markup: str | None) -> str:
+    """A notify step's text as mrkdwn: the author's formatting, the data in it escaped."""
+    if markup is not None:
+        return md.no_broadcasts(markup)
+    return md.escape(text)  # no escaped form given: escape it all
+
+
 def section(text: str) -> Block:
     return {
         "type": "section",

@@ -286,6 +286,8 @@ class SlackChat:
         channel: str | None,
         thread: bool,
         view: RunView,
+        *,
+        markup: str | None = None,
     ) -> Ref | None:
         target = channel_name(channel) if channel else self.run_channel(run, view)
         if target is None:
@@ -294,7 +296,7 @@ class SlackChat:
             )
             return None
         thread_ts = self._in_thread(run, view, target) if thread else None
-        message = blocks.Message(text, [])
+        message = blocks.Message(blocks.notice_mrkdwn(text, markup), [])
         return await self._post(target, message, thread_ts, with_blocks=False)
 
     # -- the status message ------------------------------------------------------------------
