@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.audit.log import GENESIS, AuditLog, iter_lines
+from bot.audit.log import GENESIS, AuditLog, iter_lines, next_seq
 from bot.engine.clock import iso, utcnow
 from bot.engine.serialize import run_from_dict, run_to_dict
 from bot.engine.state import DedupEntry, RunState, World, apply
@@ -246,7 +246,7 @@ class DataStore:
                 raise CorruptStateError(
                     f"audit log line at byte {offset_at} is not JSON; run `runbook audit verify`"
                 ) from None
-            if record.get("seq") != self.world.seq + 1 or record.get("prev") != (
+            if record.get("seq") != next_seq(record, self.world.seq) or record.get("prev") != (
                 self.world.last_hash
             ):
                 self.warnings.append(
@@ -319,6 +319,9 @@ class DataStore:
 
     def _record_gap(self, gap: tuple[int, int], kept: str, actor: str) -> None:
         expected, found = gap
+        # the record takes seq expected + 1: seqs found + 1 .. expected were issued
+        # once (and may have been exported); they are never issued again
+        self.audit.seq = max(self.audit.seq, expected)
         txn = self.begin()
         self.accepted_gap = txn.add(
             {

@@ -160,9 +160,12 @@ def test_a_snapshot_ahead_of_the_log_is_refused_until_the_gap_is_accepted(
     assert len(kept) == 1
     assert kept[0].read_bytes() == snapshot
     assert kept[0].name in out
-    last = json.loads((data / "audit.jsonl").read_bytes().splitlines()[-1])
-    assert last["event"] == "audit.gap"
-    assert last["seq"] == len(two_records)  # the first record after the cut
+    after = [json.loads(line) for line in (data / "audit.jsonl").read_bytes().splitlines()]
+    (last,) = [record for record in after if record["event"] == "audit.gap"]
+    assert after[len(two_records) - 1] == last  # the first record after the cut
+    # it takes the seq after the last one ever issued: no seq is issued twice
+    assert last["seq"] == len(records) + 1
+    assert last["prev"] == two_records[-2]["hash"]  # and still links to the last record kept
     assert last["actor"] == "cli:olga"
     assert last["data"] == {
         "expected_seq": len(records),
