@@ -42,7 +42,8 @@ def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
     A changed record fails its hash; a removed, inserted or reordered record
     breaks ``seq`` or ``prev``. An ``audit.gap`` record (an accepted cut) may
     advance ``seq`` to ``data.expected_seq + 1``: the seqs issued before the cut
-    are never issued again, while ``prev`` still links to the last record kept. The first bad record is named by line and seq.
+    are never issued again, while ``prev`` still links to the last record kept.
+    The first bad record is named by line and seq.
 
     Args:
         seen: ``(seq, hash)`` of a record known to have been written (the state
