@@ -42,6 +42,7 @@ from bot.store.snapshot import Snapshot
 log = logging.getLogger("runbook.store")
 
 IDEMPOTENCY_KEEP = 20_000
+REARCHIVE_DUE = "rearchive.due"  # in runs/: a torn-line repair whose re-archive is not done
 
 
 class Transaction:
@@ -126,7 +127,9 @@ class DataStore:
         """Load the world; unless read-only, take the lock and open the journal for appends.
 
         A torn last line of ``runs/index.jsonl`` or ``runs/archive.jsonl`` is set
-        aside and the runs it held are archived again from the audit log.
+        aside and the runs it held are archived again from the audit log. The
+        re-archive is due until it is done (``runs/rearchive.due``): a crash or a
+        failed write in between leaves it to the next writable open.
 
         Args:
             accept_gap: the operator (``cli:<user>``) who accepts that the
@@ -151,7 +154,8 @@ class DataStore:
             self._opened = True
             return
         try:
-            torn = False if self.readonly else self._set_aside_torn_tails()
+            if not self.readonly:
+                self._set_aside_torn_tails()
             self._load()
             if not self.readonly:
                 gap = self.gap
@@ -169,8 +173,12 @@ class DataStore:
                     raise StoreError(describe_os_error(exc, self.audit.path)) from exc
                 if gap is not None:
                     self._record_gap(gap, kept, accept_gap or "system")
-                if torn:
+                if self._due.exists():
                     self._rearchive_from_audit_log()
+                    try:
+                        self._due.unlink()
+                    except OSError as exc:
+                        raise StoreError(describe_os_error(exc, str(self._due))) from exc
         except BaseException:
             self.lock.release()
             raise
@@ -261,23 +269,25 @@ class DataStore:
 
     # -- repairs -------------------------------------------------------------------------
 
-    def _set_aside_torn_tails(self) -> bool:
-        """Drop a partial last line of the archive and the index (kept in ``*.torn``)."""
-        torn = False
+    @property
+    def _due(self) -> Path:
+        return self.data_dir / "runs" / REARCHIVE_DUE
+
+    def _set_aside_torn_tails(self) -> None:
+        """Drop a partial last line of the archive and the index (kept in ``*.torn``);
+        the re-archive from the audit log is then due (see ``open``)."""
         for name in ("archive.jsonl", "index.jsonl"):
             path = self.data_dir / "runs" / name
             try:
-                dropped = set_aside_torn_tail(path)
+                dropped = set_aside_torn_tail(path, self._due)
             except OSError as exc:
                 raise StoreError(describe_os_error(exc, str(path))) from exc
             if dropped:
-                torn = True
                 self.warnings.append(
                     f"{path} ended in a partial line ({dropped} bytes, from a crash or a full "
                     f"disk); it was set aside in {path.name}.torn and the runs it held are "
                     "archived again from the audit log"
                 )
-        return torn
 
     def _rearchive_from_audit_log(self) -> None:
         """Archive again every finished run the index or the archive does not hold."""
@@ -533,6 +543,13 @@ class DataStore:
                     rows[str(row["id"])] = row
                 except (ValueError, KeyError, TypeError):
                     bad += 1
+        if self.readonly and self._due.exists():  # a repair was cut short: runs may lack
+            self.index_damaged = True
+            if not bad:
+                self.warnings.append(
+                    f"{path}: a repair was cut short and the index may lack runs; they are "
+                    "read from the audit log (a state-changing command finishes the repair)"
+                )
         if bad:
             self.index_damaged = True
             self.warnings.append(

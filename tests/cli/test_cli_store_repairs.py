@@ -13,6 +13,8 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,60 @@ def test_a_torn_last_line_of_the_run_files_hides_no_run(
     code, out, _err = rb(tmp_path, "status", gate_id)
     assert "cancelled" in out
     assert rb(tmp_path, "audit", "verify")[0] == 0
+
+
+CRASH_BEFORE_REARCHIVE = """\
+import os, sys
+from bot.store.store import DataStore
+
+def crash(self):  # the process dies once the torn line is set aside, before the re-archive
+    os._exit(9)
+
+DataStore._rearchive_from_audit_log = crash
+DataStore(sys.argv[1]).open({"command": "crash test"})
+"""
+
+
+@pytest.mark.parametrize("name", ["index.jsonl", "archive.jsonl"])
+def test_a_crash_between_setting_aside_and_re_archiving_loses_no_run(
+    base: tuple[Path, str, str], name: str
+) -> None:
+    data, two_id, gate_id = base
+    tmp_path = data.parent
+    path = data / "runs" / name
+    with open(path, "r+b") as handle:  # a crash mid-append: the last line lost its end
+        handle.truncate(path.stat().st_size - 30)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_BEFORE_REARCHIVE, str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert crashed.returncode == 9, crashed.stderr
+    assert (data / "runs" / f"{name}.torn").exists()
+    assert path.read_bytes()[-1:] in (b"", b"\n")  # set aside: the file looks clean now
+
+    # readers still find the run (the repair is known to be unfinished)
+    assert ids_listed(tmp_path) == {two_id, gate_id}
+    code, out, err = rb(tmp_path, "status", two_id)
+    assert code == 0, err
+    assert f"run {two_id}  two  succeeded" in out
+
+    # the next state-changing command finishes the repair
+    code, _out, err = rb(tmp_path, "cancel", gate_id, "--as", "t")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (data / "runs" / "index.jsonl").read_bytes().splitlines()]
+    assert {row["id"] for row in rows} == {two_id, gate_id}
+    assert not list((data / "runs").glob("*.due"))
+    code, out, err = rb(tmp_path, "status", two_id)
+    assert (code, err) == (0, ""), err  # no fallback needed any more
+    assert "succeeded" in out
+    code, _out, err = rb(tmp_path, "run", "two", "--as", "t")  # the repair is not done again
+    assert code == 0, err
+    assert "set aside" not in err
+    after = (data / "runs" / "index.jsonl").read_bytes().splitlines()
+    assert len(after) == len(rows) + 1
 
 
 def test_report_falls_back_to_the_audit_log_when_the_archive_lacks_the_run(
