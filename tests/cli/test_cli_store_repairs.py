@@ -15,13 +15,16 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.errors import StoreError
 from bot.store.lock import DataDirLock
 from tests.cli.test_cli_read_commands import run
+from tests.plugins.install import install_testkit, pythonpath
 
 pytestmark = pytest.mark.slow
 
@@ -216,6 +219,8 @@ def test_a_snapshot_ahead_of_the_log_is_refused_until_the_gap_is_accepted(
     assert len(kept) == 1
     assert kept[0].read_bytes() == snapshot
     assert kept[0].name in out
+    assert f"runs ended before the gap (recorded as ended; not run again): {two_id}" in out
+    assert f"no longer in the log (not resumed): {gate_id}" in out
     after = [json.loads(line) for line in (data / "audit.jsonl").read_bytes().splitlines()]
     (last,) = [record for record in after if record["event"] == "audit.gap"]
     assert after[len(two_records) - 1] == last  # the first record after the cut
@@ -315,3 +320,121 @@ def test_a_read_only_file_system_at_start_is_one_clear_line_with_exit_1(
         "changed — fix the data directory and run the command again (read-only commands "
         "still work)\n"
     )
+
+
+TESTKIT_RUNBOOKS = {
+    "tick.yaml": """\
+name: tick
+steps:
+  - id: a
+    uses: testkit.ticket
+    with: {key: a}
+  - id: b
+    uses: testkit.read
+    with: {key: b}
+""",
+    "gated.yaml": """\
+name: gated
+steps:
+  - id: a
+    uses: testkit.ticket
+    with: {key: a}
+  - id: ok
+    approval: {prompt: "go?", approvers: {users: [nobody]}}
+  - id: b
+    uses: testkit.read
+    with: {key: b}
+""",
+}
+
+
+@pytest.fixture
+def kit(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """``runbook`` in tmp_path with the testkit connector (effects logged to effects.log)."""
+    (tmp_path / "rb").mkdir()
+    for name, text in TESTKIT_RUNBOOKS.items():
+        (tmp_path / "rb" / name).write_text(text, encoding="utf-8")
+    env = {
+        "PYTHONPATH": pythonpath(install_testkit(tmp_path_factory.mktemp("site"))),
+        "RUNBOOK_TESTKIT_LOG": str(tmp_path / "effects.log"),
+    }
+
+    def call(*args: str) -> tuple[int, str, str]:
+        proc = run("--runbooks", "rb", "--data", "data", *args, cwd=tmp_path, env=env)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return call
+
+
+def tickets(tmp_path: Path) -> list[str]:
+    path = tmp_path / "effects.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line for line in lines if line.startswith("ticket ")]
+
+
+def cut_after_run_started(data: Path, run_id: str) -> None:
+    """Cut the log right after the run's ``run.started`` (its later records are lost)."""
+    lines = (data / "audit.jsonl").read_bytes().splitlines(keepends=True)
+    keep = next(
+        number
+        for number, line in enumerate(lines, 1)
+        if json.loads(line)["run_id"] == run_id and json.loads(line)["event"] == "run.started"
+    )
+    cut_log(data, keep)
+
+
+def test_accept_gap_does_not_run_again_a_run_that_had_ended(
+    tmp_path: Path, kit: Callable[..., Any]
+) -> None:
+    data = tmp_path / "data"
+    code, out, err = kit("--json", "run", "tick", "--as", "t")
+    assert code == 0, err
+    run_id = json.loads(out)["id"]
+    assert len(tickets(tmp_path)) == 1
+    cut_after_run_started(data, run_id)  # step records and run.finished lost; archived
+
+    code, accepted, err = kit("audit", "accept-gap", "--as", "olga")
+    assert code == 0, err
+    code, out, err = kit("resume")
+    assert code == 0, err
+
+    assert len(tickets(tmp_path)) == 1  # the ticket was not opened again
+    code, out, err = kit("runs", "--json")
+    assert [(row["id"], row["status"]) for row in json.loads(out)] == [(run_id, "succeeded")]
+    rows = [json.loads(line) for line in (data / "runs" / "index.jsonl").read_bytes().splitlines()]
+    assert [row["id"] for row in rows] == [run_id]  # archived once
+    assert len((data / "runs" / "archive.jsonl").read_bytes().splitlines()) == 1
+    records = [json.loads(line) for line in (data / "audit.jsonl").read_bytes().splitlines()]
+    (finished,) = [r for r in records if r["event"] == "run.finished"]
+    assert finished["run_id"] == run_id
+    assert finished["actor"] == "system"
+    assert finished["data"] == {"status": "succeeded", "reason": "ended before the audit gap"}
+    assert [r["event"] for r in records].index("audit.gap") < records.index(finished)
+    assert kit("audit", "verify")[0] == 0
+    assert f"runs ended before the gap (recorded as ended; not run again): {run_id}" in accepted
+
+
+def test_accept_gap_recovers_a_step_the_log_lost_like_a_crash_never_as_fresh(
+    tmp_path: Path, kit: Callable[..., Any]
+) -> None:
+    data = tmp_path / "data"
+    code, out, err = kit("--json", "run", "gated", "--as", "t")
+    assert code == 5, err  # `a` opened its ticket; waiting at the approval
+    run_id = json.loads(out)["id"]
+    assert len(tickets(tmp_path)) == 1
+    cut_after_run_started(data, run_id)  # the log no longer knows `a` ran
+
+    code, accepted, err = kit("audit", "accept-gap", "--as", "olga")
+    assert code == 0, err
+    code, out, err = kit("--json", "resume", run_id)
+
+    assert code == 5, err
+    assert len(tickets(tmp_path)) == 1  # not opened a second time
+    doc = json.loads(out)
+    assert doc["steps"]["a"]["waiting"]["recovery"] is True  # a person decides
+    records = [json.loads(line) for line in (data / "audit.jsonl").read_bytes().splitlines()]
+    started = [r for r in records if r["event"] == "step.started" and r["step"] == "a"]
+    assert [r["data"]["reason"] for r in started] == ["started before the audit gap"]
+    assert kit("audit", "verify")[0] == 0
+    assert "runs further along in the kept snapshot" in accepted
+    assert run_id in accepted
