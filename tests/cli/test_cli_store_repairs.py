@@ -412,6 +412,10 @@ def test_accept_gap_does_not_run_again_a_run_that_had_ended(
     assert [r["event"] for r in records].index("audit.gap") < records.index(finished)
     assert kit("audit", "verify")[0] == 0
     assert f"runs ended before the gap (recorded as ended; not run again): {run_id}" in accepted
+    (data / "state.json").unlink()  # a replay of the whole log takes the gap's seq jump
+    code, out, err = kit("runs", "--json")
+    assert (code, err) == (0, ""), err
+    assert [(row["id"], row["status"]) for row in json.loads(out)] == [(run_id, "succeeded")]
 
 
 def test_accept_gap_recovers_a_step_the_log_lost_like_a_crash_never_as_fresh(
