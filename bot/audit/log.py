@@ -39,6 +39,18 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
+def next_seq(record: dict[str, Any], last_seq: int) -> int:
+    """The seq a record must carry after ``last_seq``: the next one, except for an
+    ``audit.gap`` record, which takes ``data.expected_seq + 1`` so that no seq issued
+    before records were cut from the log's end is ever issued again."""
+    if record.get("event") == "audit.gap":
+        data = record.get("data")
+        expected = data.get("expected_seq") if isinstance(data, dict) else None
+        if isinstance(expected, int) and not isinstance(expected, bool) and expected > last_seq:
+            return expected + 1
+    return last_seq + 1
+
+
 def iter_lines(path: str, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
     """Yield (offset, line number from start, raw line) of complete lines.
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.audit.log import GENESIS, KEYS, iter_lines, record_hash
+from bot.audit.log import GENESIS, KEYS, iter_lines, next_seq, record_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,10 @@ def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
     """Verify every record: well-formed, consecutive ``seq``, ``prev`` links, ``hash``.
 
     A changed record fails its hash; a removed, inserted or reordered record
-    breaks ``seq`` or ``prev``. The first bad record is named by line and seq.
+    breaks ``seq`` or ``prev``. An ``audit.gap`` record (an accepted cut) may
+    advance ``seq`` to ``data.expected_seq + 1``: the seqs issued before the cut
+    are never issued again, while ``prev`` still links to the last record kept.
+    The first bad record is named by line and seq.
 
     Args:
         seen: ``(seq, hash)`` of a record known to have been written (the state
@@ -49,7 +52,7 @@ def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
             must still hold that record, unchanged.
     """
     expected_prev = GENESIS
-    expected_seq = 1
+    last_seq = 0
     count = 0
     gaps: list[dict[str, Any]] = []
     for _offset, number, raw in iter_lines(path):
@@ -70,6 +73,7 @@ def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
             return VerifyResult(
                 False, count, "hash does not match the record (it was changed)", number, seq
             )
+        expected_seq = next_seq(record, last_seq)
         if seq != expected_seq:
             return VerifyResult(
                 False,
@@ -109,16 +113,16 @@ def verify(path: str, seen: tuple[int, str] | None = None) -> VerifyResult:
                 }
             )
         expected_prev = record["hash"]
-        expected_seq += 1
+        last_seq = seq
         count += 1
-    if seen is not None and seen[0] > count:
+    if seen is not None and seen[0] > last_seq:
         return VerifyResult(
             False,
             count,
-            f"the log ends at seq {count} but seq {seen[0]} was written "
+            f"the log ends at seq {last_seq} but seq {seen[0]} was written "
             "(records were removed from its end; see `runbook audit accept-gap`)",
             count + 1,
-            count + 1,
+            last_seq + 1,
             tuple(gaps),
         )
     return VerifyResult(True, count, gaps=tuple(gaps))

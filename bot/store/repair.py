@@ -5,6 +5,11 @@ a crash or a full disk in the middle of an append leaves a partial last line.
 It is set aside (into ``<file>.torn``) before anything is appended again, so
 that the next record never ends up glued onto the torn bytes, and the runs it
 held are written again from the audit log, which holds everything.
+
+The repair survives a crash at any point: before the file is truncated, a
+marker (``runs/rearchive.due``) is made durable; every writable open that finds
+it archives again from the audit log, and only then removes it. Until then,
+readers take the runs the index lacks from the audit log.
 """
 
 from __future__ import annotations
@@ -17,8 +22,29 @@ from bot.audit.log import iter_lines
 from bot.engine.state import World, apply
 
 
-def set_aside_torn_tail(path: Path) -> int:
+def mark_due(marker: Path) -> None:
+    """Make ``marker`` exist, durably (it says: a re-archive from the audit log is due)."""
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    sync_dir(marker.parent)
+
+
+def sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def set_aside_torn_tail(path: Path, due: Path) -> int:
     """Move a final line without its newline to ``<path>.torn``; return its length.
+
+    ``due`` is marked (durably) before the file is truncated: the runs the torn
+    line held are then archived again by whoever opens the directory next.
 
     Raises:
         OSError: the file cannot be read, truncated or the torn bytes kept.
@@ -54,6 +80,7 @@ def set_aside_torn_tail(path: Path) -> int:
             os.fsync(aside)
         finally:
             os.close(aside)
+        mark_due(due)
         os.ftruncate(fd, keep)
         os.fsync(fd)
         return size - keep

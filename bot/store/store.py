@@ -29,10 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.audit.log import GENESIS, AuditLog, iter_lines
+from bot.audit.log import GENESIS, AuditLog, iter_lines, next_seq
 from bot.engine.clock import iso, utcnow
 from bot.engine.serialize import run_from_dict, run_to_dict
-from bot.engine.state import DedupEntry, RunState, World, apply
+from bot.engine.state import FINAL_STATUSES, DedupEntry, RunState, World, apply
 from bot.errors import AuditGapError, ConflictError, CorruptStateError, StoreError
 from bot.store.fileops import FileOps, describe_os_error
 from bot.store.lock import DataDirLock
@@ -42,6 +42,7 @@ from bot.store.snapshot import Snapshot
 log = logging.getLogger("runbook.store")
 
 IDEMPOTENCY_KEEP = 20_000
+REARCHIVE_DUE = "rearchive.due"  # in runs/: a torn-line repair whose re-archive is not done
 
 
 class Transaction:
@@ -116,6 +117,9 @@ class DataStore:
         self._snapshot_seq = 0
         self.gap: tuple[int, int] | None = None  # (seq the snapshot saw, last seq of the log)
         self.accepted_gap: dict[str, Any] | None = None  # the audit.gap record written by open
+        # runs the accept-gap reconciliation changed: {"ended": [...], "interrupted": [...],
+        # "not_in_log": [...]} (see ``_reconcile_after_gap``)
+        self.gap_runs: dict[str, list[str]] = {}
         self._saved_definitions: set[str] = set()
 
     # -- opening and closing -------------------------------------------------------------
@@ -126,7 +130,9 @@ class DataStore:
         """Load the world; unless read-only, take the lock and open the journal for appends.
 
         A torn last line of ``runs/index.jsonl`` or ``runs/archive.jsonl`` is set
-        aside and the runs it held are archived again from the audit log.
+        aside and the runs it held are archived again from the audit log. The
+        re-archive is due until it is done (``runs/rearchive.due``): a crash or a
+        failed write in between leaves it to the next writable open.
 
         Args:
             accept_gap: the operator (``cli:<user>``) who accepts that the
@@ -151,7 +157,8 @@ class DataStore:
             self._opened = True
             return
         try:
-            torn = False if self.readonly else self._set_aside_torn_tails()
+            if not self.readonly:
+                self._set_aside_torn_tails()
             self._load()
             if not self.readonly:
                 gap = self.gap
@@ -169,8 +176,13 @@ class DataStore:
                     raise StoreError(describe_os_error(exc, self.audit.path)) from exc
                 if gap is not None:
                     self._record_gap(gap, kept, accept_gap or "system")
-                if torn:
+                    self._reconcile_after_gap(kept)
+                if self._due.exists():
                     self._rearchive_from_audit_log()
+                    try:
+                        self._due.unlink()
+                    except OSError as exc:
+                        raise StoreError(describe_os_error(exc, str(self._due))) from exc
         except BaseException:
             self.lock.release()
             raise
@@ -246,7 +258,7 @@ class DataStore:
                 raise CorruptStateError(
                     f"audit log line at byte {offset_at} is not JSON; run `runbook audit verify`"
                 ) from None
-            if record.get("seq") != self.world.seq + 1 or record.get("prev") != (
+            if record.get("seq") != next_seq(record, self.world.seq) or record.get("prev") != (
                 self.world.last_hash
             ):
                 self.warnings.append(
@@ -261,23 +273,25 @@ class DataStore:
 
     # -- repairs -------------------------------------------------------------------------
 
-    def _set_aside_torn_tails(self) -> bool:
-        """Drop a partial last line of the archive and the index (kept in ``*.torn``)."""
-        torn = False
+    @property
+    def _due(self) -> Path:
+        return self.data_dir / "runs" / REARCHIVE_DUE
+
+    def _set_aside_torn_tails(self) -> None:
+        """Drop a partial last line of the archive and the index (kept in ``*.torn``);
+        the re-archive from the audit log is then due (see ``open``)."""
         for name in ("archive.jsonl", "index.jsonl"):
             path = self.data_dir / "runs" / name
             try:
-                dropped = set_aside_torn_tail(path)
+                dropped = set_aside_torn_tail(path, self._due)
             except OSError as exc:
                 raise StoreError(describe_os_error(exc, str(path))) from exc
             if dropped:
-                torn = True
                 self.warnings.append(
                     f"{path} ended in a partial line ({dropped} bytes, from a crash or a full "
                     f"disk); it was set aside in {path.name}.torn and the runs it held are "
                     "archived again from the audit log"
                 )
-        return torn
 
     def _rearchive_from_audit_log(self) -> None:
         """Archive again every finished run the index or the archive does not hold."""
@@ -319,6 +333,9 @@ class DataStore:
 
     def _record_gap(self, gap: tuple[int, int], kept: str, actor: str) -> None:
         expected, found = gap
+        # the record takes seq expected + 1: seqs found + 1 .. expected were issued
+        # once (and may have been exported); they are never issued again
+        self.audit.seq = max(self.audit.seq, expected)
         txn = self.begin()
         self.accepted_gap = txn.add(
             {
@@ -331,6 +348,96 @@ class DataStore:
         txn.commit()
         self.flush_now()
         self.gap = None
+
+    def _reconcile_after_gap(self, kept: str) -> None:
+        """Make the state rebuilt from the log agree with what the directory knew.
+
+        The log lost its last records, but the run index, the archive and the kept
+        snapshot still say how far runs got. A run they show as ended is not
+        resumed: its end is recorded (``run.finished`` with the status it ended
+        with, ``data.reason: "ended before the audit gap"``), and a run already
+        archived is not archived again. A step the kept snapshot shows started
+        (or ended) that the log shows not started is recorded as started, so that
+        the next start treats it as a step a crash interrupted: run again when its
+        action is safe to repeat, a recovery gate when not. It is never run as a
+        fresh step. (An approval the log lost is asked again in its turn.)
+        """
+        archived: dict[str, dict[str, Any]] = {}
+        self._index = None
+        for run_id, row in self._load_index().items():
+            archived[run_id] = {"status": row.get("status"), "error": None}
+        for doc in _archived_documents(self.data_dir / "runs" / "archive.jsonl"):
+            archived[str(doc["id"])] = {"status": doc.get("status"), "error": doc.get("error")}
+        ahead: dict[str, RunState] = {}
+        try:
+            tables = Snapshot(self.data_dir / kept, self.fileops, readonly=True).load()
+        except CorruptStateError as exc:
+            self.warnings.append(f"the kept snapshot {kept} cannot be read ({exc}); not compared")
+            tables = None
+        for row in (tables or {}).get("active", []):
+            try:
+                run = run_from_dict(row)
+            except (KeyError, TypeError, ValueError):
+                continue
+            ahead[run.id] = run
+        world = self.world
+        ended: list[str] = []
+        interrupted: list[str] = []
+        txn = self.begin()
+        now = iso(utcnow())
+        for run in list(world.runs.values()):
+            if run.ended:
+                if run.id in archived:  # archived before the gap: never twice
+                    self._forget(run.id)
+                continue
+            known = archived.get(run.id)
+            snap = ahead.get(run.id)
+            if known is None and snap is not None and snap.ended:
+                known = {"status": str(snap.status), "error": snap.error}
+            if known is not None and _final(known.get("status")):
+                data: dict[str, Any] = {
+                    "status": known["status"],
+                    "reason": "ended before the audit gap",
+                }
+                if known.get("error"):
+                    data["error"] = known["error"]
+                txn.add(_system_event(run, "run.finished", now, data=data))
+                ended.append(run.id)
+                if run.id in archived:
+                    self._forget(run.id)
+                continue
+            if snap is None:
+                continue
+            further = False
+            for sid in run.step_ids:
+                state, before = run.steps[sid], snap.steps.get(sid)
+                if before is None or state.started_at is not None or state.ended:
+                    continue
+                if state.running or state.waiting:
+                    continue
+                if before.started_at is None and not before.ended and not before.running:
+                    continue
+                if before.gate is not None and not before.gate.recovery:
+                    continue  # an approval: asked again in its turn (that changes nothing)
+                attempt = max(before.attempts, 1)
+                data = {"attempt": attempt, "reason": "started before the audit gap"}
+                txn.add(_system_event(run, "step.started", now, step=sid, data=data))
+                further = True
+            if further:
+                interrupted.append(run.id)
+        txn.commit()
+        self.flush_now()
+        lost = sorted(
+            run_id
+            for run_id in ahead
+            if run_id not in world.runs and run_id not in archived and run_id not in ended
+        )
+        self.gap_runs = {"ended": ended, "interrupted": interrupted, "not_in_log": lost}
+
+    def _forget(self, run_id: str) -> None:
+        """Drop a run that is archived already from memory (as a checkpoint would)."""
+        self.world.runs.pop(run_id, None)
+        self.world.finished[:] = [r for r in self.world.finished if r != run_id]
 
     # -- group commit ----------------------------------------------------------------------
 
@@ -530,6 +637,13 @@ class DataStore:
                     rows[str(row["id"])] = row
                 except (ValueError, KeyError, TypeError):
                     bad += 1
+        if self.readonly and self._due.exists():  # a repair was cut short: runs may lack
+            self.index_damaged = True
+            if not bad:
+                self.warnings.append(
+                    f"{path}: a repair was cut short and the index may lack runs; they are "
+                    "read from the audit log (a state-changing command finishes the repair)"
+                )
         if bad:
             self.index_damaged = True
             self.warnings.append(
@@ -610,6 +724,40 @@ class DataStore:
             if path.exists():
                 return form, path.read_text(encoding="utf-8")
         return None
+
+
+def _final(status: Any) -> bool:
+    return isinstance(status, str) and status in {str(s) for s in FINAL_STATUSES}
+
+
+def _system_event(
+    run: RunState, event: str, ts: str, *, step: str | None = None, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "ts": ts,
+        "event": event,
+        "run_id": run.id,
+        "runbook": run.runbook,
+        "step": step,
+        "actor": "system",
+        "data": data,
+    }
+
+
+def _archived_documents(path: Path) -> list[dict[str, Any]]:
+    """``id``, ``status`` and ``error`` of every readable run in the archive."""
+    found: list[dict[str, Any]] = []
+    with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and "id" in doc:
+                found.append(
+                    {"id": doc["id"], "status": doc.get("status"), "error": doc.get("error")}
+                )
+    return found
 
 
 _JSON_NATIVE = (str, int, float, bool, type(None))

@@ -13,13 +13,18 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.errors import StoreError
 from bot.store.lock import DataDirLock
 from tests.cli.test_cli_read_commands import run
+from tests.plugins.install import install_testkit, pythonpath
 
 pytestmark = pytest.mark.slow
 
@@ -109,6 +114,60 @@ def test_a_torn_last_line_of_the_run_files_hides_no_run(
     assert rb(tmp_path, "audit", "verify")[0] == 0
 
 
+CRASH_BEFORE_REARCHIVE = """\
+import os, sys
+from bot.store.store import DataStore
+
+def crash(self):  # the process dies once the torn line is set aside, before the re-archive
+    os._exit(9)
+
+DataStore._rearchive_from_audit_log = crash
+DataStore(sys.argv[1]).open({"command": "crash test"})
+"""
+
+
+@pytest.mark.parametrize("name", ["index.jsonl", "archive.jsonl"])
+def test_a_crash_between_setting_aside_and_re_archiving_loses_no_run(
+    base: tuple[Path, str, str], name: str
+) -> None:
+    data, two_id, gate_id = base
+    tmp_path = data.parent
+    path = data / "runs" / name
+    with open(path, "r+b") as handle:  # a crash mid-append: the last line lost its end
+        handle.truncate(path.stat().st_size - 30)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_BEFORE_REARCHIVE, str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert crashed.returncode == 9, crashed.stderr
+    assert (data / "runs" / f"{name}.torn").exists()
+    assert path.read_bytes()[-1:] in (b"", b"\n")  # set aside: the file looks clean now
+
+    # readers still find the run (the repair is known to be unfinished)
+    assert ids_listed(tmp_path) == {two_id, gate_id}
+    code, out, err = rb(tmp_path, "status", two_id)
+    assert code == 0, err
+    assert f"run {two_id}  two  succeeded" in out
+
+    # the next state-changing command finishes the repair
+    code, _out, err = rb(tmp_path, "cancel", gate_id, "--as", "t")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (data / "runs" / "index.jsonl").read_bytes().splitlines()]
+    assert {row["id"] for row in rows} == {two_id, gate_id}
+    assert not list((data / "runs").glob("*.due"))
+    code, out, err = rb(tmp_path, "status", two_id)
+    assert (code, err) == (0, ""), err  # no fallback needed any more
+    assert "succeeded" in out
+    code, _out, err = rb(tmp_path, "run", "two", "--as", "t")  # the repair is not done again
+    assert code == 0, err
+    assert "set aside" not in err
+    after = (data / "runs" / "index.jsonl").read_bytes().splitlines()
+    assert len(after) == len(rows) + 1
+
+
 def test_report_falls_back_to_the_audit_log_when_the_archive_lacks_the_run(
     base: tuple[Path, str, str],
 ) -> None:
@@ -160,9 +219,14 @@ def test_a_snapshot_ahead_of_the_log_is_refused_until_the_gap_is_accepted(
     assert len(kept) == 1
     assert kept[0].read_bytes() == snapshot
     assert kept[0].name in out
-    last = json.loads((data / "audit.jsonl").read_bytes().splitlines()[-1])
-    assert last["event"] == "audit.gap"
-    assert last["seq"] == len(two_records)  # the first record after the cut
+    assert f"runs ended before the gap (recorded as ended; not run again): {two_id}" in out
+    assert f"no longer in the log (not resumed): {gate_id}" in out
+    after = [json.loads(line) for line in (data / "audit.jsonl").read_bytes().splitlines()]
+    (last,) = [record for record in after if record["event"] == "audit.gap"]
+    assert after[len(two_records) - 1] == last  # the first record after the cut
+    # it takes the seq after the last one ever issued: no seq is issued twice
+    assert last["seq"] == len(records) + 1
+    assert last["prev"] == two_records[-2]["hash"]  # and still links to the last record kept
     assert last["actor"] == "cli:olga"
     assert last["data"] == {
         "expected_seq": len(records),
@@ -256,3 +320,125 @@ def test_a_read_only_file_system_at_start_is_one_clear_line_with_exit_1(
         "changed — fix the data directory and run the command again (read-only commands "
         "still work)\n"
     )
+
+
+TESTKIT_RUNBOOKS = {
+    "tick.yaml": """\
+name: tick
+steps:
+  - id: a
+    uses: testkit.ticket
+    with: {key: a}
+  - id: b
+    uses: testkit.read
+    with: {key: b}
+""",
+    "gated.yaml": """\
+name: gated
+steps:
+  - id: a
+    uses: testkit.ticket
+    with: {key: a}
+  - id: ok
+    approval: {prompt: "go?", approvers: {users: [nobody]}}
+  - id: b
+    uses: testkit.read
+    with: {key: b}
+""",
+}
+
+
+@pytest.fixture
+def kit(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """``runbook`` in tmp_path with the testkit connector (effects logged to effects.log)."""
+    (tmp_path / "rb").mkdir()
+    for name, text in TESTKIT_RUNBOOKS.items():
+        (tmp_path / "rb" / name).write_text(text, encoding="utf-8")
+    env = {
+        "PYTHONPATH": pythonpath(install_testkit(tmp_path_factory.mktemp("site"))),
+        "RUNBOOK_TESTKIT_LOG": str(tmp_path / "effects.log"),
+    }
+
+    def call(*args: str) -> tuple[int, str, str]:
+        proc = run("--runbooks", "rb", "--data", "data", *args, cwd=tmp_path, env=env)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return call
+
+
+def tickets(tmp_path: Path) -> list[str]:
+    path = tmp_path / "effects.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line for line in lines if line.startswith("ticket ")]
+
+
+def cut_after_run_started(data: Path, run_id: str) -> None:
+    """Cut the log right after the run's ``run.started`` (its later records are lost)."""
+    lines = (data / "audit.jsonl").read_bytes().splitlines(keepends=True)
+    keep = next(
+        number
+        for number, line in enumerate(lines, 1)
+        if json.loads(line)["run_id"] == run_id and json.loads(line)["event"] == "run.started"
+    )
+    cut_log(data, keep)
+
+
+def test_accept_gap_does_not_run_again_a_run_that_had_ended(
+    tmp_path: Path, kit: Callable[..., Any]
+) -> None:
+    data = tmp_path / "data"
+    code, out, err = kit("--json", "run", "tick", "--as", "t")
+    assert code == 0, err
+    run_id = json.loads(out)["id"]
+    assert len(tickets(tmp_path)) == 1
+    cut_after_run_started(data, run_id)  # step records and run.finished lost; archived
+
+    code, accepted, err = kit("audit", "accept-gap", "--as", "olga")
+    assert code == 0, err
+    code, out, err = kit("resume")
+    assert code == 0, err
+
+    assert len(tickets(tmp_path)) == 1  # the ticket was not opened again
+    code, out, err = kit("runs", "--json")
+    assert [(row["id"], row["status"]) for row in json.loads(out)] == [(run_id, "succeeded")]
+    rows = [json.loads(line) for line in (data / "runs" / "index.jsonl").read_bytes().splitlines()]
+    assert [row["id"] for row in rows] == [run_id]  # archived once
+    assert len((data / "runs" / "archive.jsonl").read_bytes().splitlines()) == 1
+    records = [json.loads(line) for line in (data / "audit.jsonl").read_bytes().splitlines()]
+    (finished,) = [r for r in records if r["event"] == "run.finished"]
+    assert finished["run_id"] == run_id
+    assert finished["actor"] == "system"
+    assert finished["data"] == {"status": "succeeded", "reason": "ended before the audit gap"}
+    assert [r["event"] for r in records].index("audit.gap") < records.index(finished)
+    assert kit("audit", "verify")[0] == 0
+    assert f"runs ended before the gap (recorded as ended; not run again): {run_id}" in accepted
+    (data / "state.json").unlink()  # a replay of the whole log takes the gap's seq jump
+    code, out, err = kit("runs", "--json")
+    assert (code, err) == (0, ""), err
+    assert [(row["id"], row["status"]) for row in json.loads(out)] == [(run_id, "succeeded")]
+
+
+def test_accept_gap_recovers_a_step_the_log_lost_like_a_crash_never_as_fresh(
+    tmp_path: Path, kit: Callable[..., Any]
+) -> None:
+    data = tmp_path / "data"
+    code, out, err = kit("--json", "run", "gated", "--as", "t")
+    assert code == 5, err  # `a` opened its ticket; waiting at the approval
+    run_id = json.loads(out)["id"]
+    assert len(tickets(tmp_path)) == 1
+    cut_after_run_started(data, run_id)  # the log no longer knows `a` ran
+
+    code, accepted, err = kit("audit", "accept-gap", "--as", "olga")
+    assert code == 0, err
+    code, out, err = kit("--json", "resume", run_id)
+
+    assert code == 5, err
+    assert len(tickets(tmp_path)) == 1  # not opened a second time
+    doc = json.loads(out)
+    assert doc["steps"]["a"]["waiting"]["recovery"] is True  # a person decides
+    records = [json.loads(line) for line in (data / "audit.jsonl").read_bytes().splitlines()]
+    started = [r for r in records if r["event"] == "step.started" and r["step"] == "a"]
+    assert [r["data"]["reason"] for r in started] == ["started before the audit gap"]
+    assert kit("audit", "verify")[0] == 0
+    assert "runs further along in the kept snapshot" in accepted
+    assert run_id in accepted

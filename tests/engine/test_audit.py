@@ -145,3 +145,42 @@ def test_a_log_rewritten_whole_is_found_against_the_snapshot(log_path: Path) -> 
     result = verify(str(log_path), seen)
     assert not result.ok and "rewritten" in (result.problem or "")
     assert verify(str(log_path)).ok  # the chain itself is intact: only the snapshot tells
+
+
+def _chained(prev: dict[str, object], seq: int, event: str, data: dict[str, object]) -> str:
+    from bot.audit.log import record_hash
+
+    record: dict[str, object] = {
+        "seq": seq,
+        "ts": "2026-12-04T00:00:00Z",
+        "run_id": None,
+        "runbook": None,
+        "step": None,
+        "event": event,
+        "actor": "system",
+        "data": data,
+        "prev": prev["hash"],
+    }
+    record["hash"] = record_hash(record)
+    return json.dumps(record)
+
+
+def test_only_an_audit_gap_record_may_skip_the_seqs_issued_before_a_cut(log_path: Path) -> None:
+    kept = lines(log_path)[:4]
+    last = json.loads(kept[-1])
+    gap = {"expected_seq": 9, "found_seq": 4, "snapshot_kept": "state.json.ahead-x"}
+
+    def check(*extra: str) -> object:
+        log_path.write_text("\n".join([*kept, *extra]) + "\n", encoding="utf-8")
+        return verify(str(log_path))
+
+    gap_line = _chained(last, 10, "audit.gap", gap)
+    result = check(gap_line, _chained(json.loads(gap_line), 11, "x.after", {}))
+    assert result.ok and result.records == 6
+    assert [g["seq"] for g in result.gaps] == [10]
+    assert verify(str(log_path), seen=(11, json.loads(lines(log_path)[-1])["hash"])).ok
+
+    assert not check(_chained(last, 10, "x.other", gap)).ok  # only audit.gap may jump
+    bad = check(_chained(last, 11, "audit.gap", gap))  # and only to expected_seq + 1
+    assert not bad.ok and bad.problem is not None and "expected seq 10" in bad.problem
+    assert not check(_chained(last, 5, "audit.gap", gap)).ok  # found_seq + 1 is a reused seq
