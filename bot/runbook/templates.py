@@ -136,7 +136,8 @@ def _fast_expression(expr: str) -> Analysis | None:
         return None
     segments = tuple(name or index for name, index in _SEGMENT.findall(dotted, len(root)))
     filters = frozenset(f.group(1) for f in _FILTER_RE.finditer(match.group("filters")))
-    private = tuple(seg for seg in segments if seg.startswith("_"))  # a root name is checked as a name
+    # a root name is checked as a name (unknown), as the full parse does
+    private = tuple(seg for seg in segments if seg.startswith("_"))
     if "attr" in filters:
         return None  # let the parser see what attribute it reaches
     return Analysis(refs=(Ref(root, segments),), filters=filters, private=private, native=True)
