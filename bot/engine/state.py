@@ -249,8 +249,15 @@ class World:
         return sorted(rows.values(), key=lambda r: (r["started_at"], r["id"]), reverse=True)
 
 
-def dedup_slot(runbook: str, key: str) -> str:
-    return f"{runbook}\x00{key}"
+def dedup_slot(runbook: str, key: str, sandbox: bool = False) -> str:
+    """The dedup window a run occupies: sandbox and real runs never share one."""
+    slot = f"{runbook}\x00{key}"
+    return f"{slot}\x00sandbox" if sandbox else slot
+
+
+def idempotency_slot(key: str, sandbox: bool = False) -> str:
+    """Where an idempotency key is kept: sandbox and real runs never share one."""
+    return f"sandbox\x00{key}" if sandbox else key
 
 
 def derive_status(run: RunState) -> RunStatus:
@@ -326,10 +333,11 @@ def apply(world: World, record: dict[str, Any], offset: int | None = None) -> Ru
         world.runs[run.id] = run
         dedup = data.get("dedup")
         if dedup:
-            world.dedup[dedup_slot(run.runbook, dedup["key"])] = DedupEntry(run.id, dedup["until"])
+            slot = dedup_slot(run.runbook, dedup["key"], run.sandbox)
+            world.dedup[slot] = DedupEntry(run.id, dedup["until"])
         key = data.get("idempotency_key")
         if key:
-            world.idempotency[key] = run.id
+            world.idempotency[idempotency_slot(key, run.sandbox)] = run.id
         schedule = data.get("trigger", {}).get("schedule_key")
         if schedule:
             fired = data["trigger"].get("scheduled_for", ts)
