@@ -95,7 +95,12 @@ async def run_step(engine: Engine, run: RunState, sid: str, *, recorded: bool) -
             del live.tasks[sid]
     step_id_var.set(None)  # what follows concerns the run, not this step
     if follow is not None:
-        await engine.follow(run, follow)
+        try:
+            await engine.follow(run, follow)
+        except (CallStopped, StoreError) as exc:  # pragma: no cover - defensive
+            # compensations record their own pause; a task must never die unhandled
+            log.error("run %s: following up stopped: %s", run.id, exc or type(exc).__name__)
+            engine.update_settled(run)
     else:
         engine.update_settled(run)
 

@@ -114,7 +114,8 @@ class StepState:
     between_attempts: bool = False
     gate: GateState | None = None
     completed: int | None = None  # order of completion, for compensation
-    compensation: str | None = None  # started | succeeded | failed (whole step)
+    # started | succeeded | failed | items; None: not begun, or paused between attempts
+    compensation: str | None = None
     compensated_items: set[int] = field(default_factory=set)  # for_each items undone
     compensating_item: int | None = None  # the item whose compensation is in progress
     reason: str | None = None
@@ -363,7 +364,15 @@ def apply(world: World, record: dict[str, Any], offset: int | None = None) -> Ru
     elif event.startswith("compensation.") and step is not None:
         phase = event.split(".", 1)[1]
         item = data.get("item")
-        if item is None:
+        if phase == "paused":
+            # stopped between two attempts, nothing in flight: not "started" any
+            # more, so the next start runs it again instead of calling it interrupted
+            if item is None:
+                step.compensation = None
+            else:
+                step.compensation = "items"
+                step.compensating_item = None
+        elif item is None:
             step.compensation = phase
         elif phase == "started":  # one item of a for_each step: the step is not done yet
             step.compensation = "started"
