@@ -426,6 +426,8 @@ def _apply_step(run: RunState, step: StepState, event: str, data: dict[str, Any]
         # the engine stopped it between two calls (a shutdown): nothing was in
         # flight, so the next start carries it on without a recovery gate
         step.between_attempts = True
+        if "attempts" in data:  # stopped before an announced attempt was made
+            step.attempts = int(data["attempts"])
         return
     if event == "step.resumed":
         # a recovery gate said: run it again. The closed gate stays, so its

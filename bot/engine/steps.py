@@ -42,7 +42,16 @@ MIN_POLL_INTERVAL = 0.01  # seconds between polls, whatever `poll.every` says
 
 
 class CallStopped(Exception):
-    """The engine is stopping: no further attempt, poll or item of this call was started."""
+    """The engine is stopping: no further attempt, poll or item of this call was started.
+
+    ``attempts`` is set when stopping came before the first attempt of
+    :meth:`CallRunner.attempts`: the attempts made in total, not counting the
+    one that was announced but never made.
+    """
+
+    def __init__(self, attempts: int | None = None) -> None:
+        self.attempts = attempts
+        super().__init__()
 
 
 class StepFailure(Exception):
@@ -201,8 +210,12 @@ class CallRunner:
 
         Raises:
             StepFailure: with the last error.
-            CallStopped: the engine began stopping between two calls.
+            CallStopped: the engine began stopping before the first call or between two.
         """
+        if self.stop.is_set():
+            # stopping began before the first attempt (its step.started may already
+            # be on record): no call starts, and none was made
+            raise CallStopped(attempts=first_attempt - 1)
         tries = Tries(first_attempt, max(plan.retry.attempts, first_attempt))
 
         async def call(window: PollWindow | None) -> Any:

@@ -72,6 +72,14 @@ steps:
     uses: core.fail
     with: {message: no}
 """
+TWO = """
+name: two
+steps:
+  - id: first
+    uses: core.noop
+  - id: second
+    uses: vend.do
+"""
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -156,3 +164,36 @@ async def test_stopping_in_a_for_each_compensation_retry_wait_pauses_that_item(
     ]
     assert run.status is RunStatus.FAILED
     assert run.steps["a"].compensated_items == {0, 1}
+
+
+async def test_a_step_started_just_before_stopping_makes_no_call(tmp_path: Path) -> None:
+    Vend.calls = []
+    h = make_engine(TWO, data_dir=tmp_path, registry=REGISTRY)
+
+    def stop_after_start(_run: Any, record: dict[str, Any]) -> None:
+        # step.started of `second` is committed; stopping begins before its task runs
+        if record["event"] == "step.started" and record["step"] == "second":
+            h.engine.stop_starting()
+
+    h.engine.listeners.append(stop_after_start)
+    await h.engine.start(resume=False)
+    result = await h.engine.start_run("two", {}, requester="cli:c")
+    await until(lambda: "step.paused" in h.events() or bool(Vend.calls))
+    await h.engine.close(grace=1)
+    await h.store.close()
+    # regression: its first vendor call was still made after stopping began
+    assert Vend.calls == []
+    assert h.events(step="second") == ["step.started", "step.paused"]
+    assert h.of("step.paused")[0]["data"] == {"reason": "the engine is stopping", "attempts": 0}
+
+    again = make_engine(TWO, data_dir=tmp_path, registry=REGISTRY)
+    try:
+        await again.engine.start(resume=True)
+        run = await again.settle(result.run.id)
+    finally:
+        await again.close()
+    assert again.events(step="second") == ["step.started", "step.succeeded"]  # no recovery gate
+    assert again.of("step.started")[0]["data"]["attempt"] == 1
+    assert Vend.calls == ["do:x"]
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.steps["second"].attempts == 1
