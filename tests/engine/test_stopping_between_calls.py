@@ -9,10 +9,13 @@ without calling it interrupted.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bot.audit.report import build_report
+from bot.chat.console import Timeline
 from bot.engine.state import RunStatus
 from bot.errors import RetryableError
 from connectors.base import ActionContext, ActionInput, Connector, action
@@ -121,6 +124,14 @@ async def test_stopping_in_a_compensation_retry_wait_pauses_it(tmp_path: Path) -
     assert compensations(h) == [("compensation.started", None), ("compensation.paused", None)]
     assert h.of("compensation.paused")[0]["data"]["reason"] == "the engine is stopping"
     assert "run.finished" not in h.events()
+    # shown in the terminal timeline and in the audit report
+    stream = io.StringIO()
+    timeline = Timeline(stream, colour=False)
+    paused = h.of("compensation.paused")[0]
+    run = h.engine.store.world.runs[run_id]
+    assert timeline.render(run, paused) == "  ⏸ compensation of a paused: the engine is stopping"
+    report = build_report(run_id, h.records)
+    assert "`a` paused (`vend.undo`)" in report
 
     again = make_engine(COMPENSATED, data_dir=tmp_path, registry=REGISTRY)
     try:
