@@ -176,6 +176,8 @@ class Timeline:
             return f"  {paint('warn', '↺')} compensating {sid}: {data.get('uses')}"
         if event == "compensation.succeeded":
             return f"  {paint('ok', '↺')} compensated {sid}"
+        if event == "compensation.paused":
+            return f"  {paint('warn', '⏸')} compensation of {sid} paused: the engine is stopping"
         if event == "compensation.failed":
             return f"  {paint('bad', '↺')} compensation of {sid} failed: {data.get('error')}"
         if event == "run.cancelled":

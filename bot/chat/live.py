@@ -43,6 +43,7 @@ _NOTABLE = {
     "step.retrying",
     "step.paused",
     "compensation.started",
+    "compensation.paused",
     "compensation.failed",
     "run.cancelled",
     "step.dry_run",

@@ -75,13 +75,14 @@ async def run_step(engine: Engine, run: RunState, sid: str, *, recorded: bool) -
                     data={"reason": "run cancelled", "error": "cancelled"},
                 )
         raise
-    except CallStopped:
-        # between two calls, with nothing in flight: say so, so that the next start
-        # carries it on without asking whether a call was cut off
+    except CallStopped as stopped:
+        # between two calls (or before the first), with nothing in flight: say so,
+        # so that the next start carries it on without asking whether a call was cut off
+        data: dict[str, Any] = {"reason": "the engine is stopping"}
+        if stopped.attempts is not None:
+            data["attempts"] = stopped.attempts  # the announced attempt was never made
         with contextlib.suppress(StoreError):
-            await engine.record(
-                run, "step.paused", step=sid, data={"reason": "the engine is stopping"}
-            )
+            await engine.record(run, "step.paused", step=sid, data=data)
     except StoreError as exc:
         log.error("run %s step %s: %s", run.id, sid, exc)
     except Exception:
@@ -95,7 +96,12 @@ async def run_step(engine: Engine, run: RunState, sid: str, *, recorded: bool) -
             del live.tasks[sid]
     step_id_var.set(None)  # what follows concerns the run, not this step
     if follow is not None:
-        await engine.follow(run, follow)
+        try:
+            await engine.follow(run, follow)
+        except (CallStopped, StoreError) as exc:  # pragma: no cover - defensive
+            # compensations record their own pause; a task must never die unhandled
+            log.error("run %s: following up stopped: %s", run.id, exc or type(exc).__name__)
+            engine.update_settled(run)
     else:
         engine.update_settled(run)
 

@@ -10,7 +10,7 @@ from bot.engine.execute import NO_RETRY
 from bot.engine.followup import FollowUp
 from bot.engine.plan import RunbookPlan, compensation_order
 from bot.engine.state import RunState
-from bot.engine.steps import CallPlan, StepFailure, for_each_items, render_args
+from bot.engine.steps import CallPlan, CallStopped, StepFailure, for_each_items, render_args
 from bot.runbook.model import CallStep, NotifyStep
 
 if TYPE_CHECKING:
@@ -64,13 +64,19 @@ async def compensate(engine: Engine, run: RunState) -> bool:
                 continue
             if engine.stopping:
                 return False
-            await compensate_one(engine, run, sid, step, index, item)
+            if not await compensate_one(engine, run, sid, step, index, item):
+                return False
     return True
 
 
 async def compensate_one(
     engine: Engine, run: RunState, sid: str, step: CallStep, index: int | None, item: Any
-) -> None:
+) -> bool:
+    """Run one compensation to its end; False when stopping paused it between two attempts.
+
+    A pause is recorded ``compensation.paused``: nothing was in flight, so the
+    next start runs the compensation again (no "interrupted by a restart").
+    """
     comp = step.compensate
     assert comp is not None
     extra = {"item": item, "index": index} if index is not None else {}
@@ -106,11 +112,17 @@ async def compensate_one(
             output, _ = await engine.calls.attempts(
                 call, first_attempt=1, context=context, on_retry=quiet
             )
+    except CallStopped:
+        # between two attempts (a retry wait), with nothing in flight
+        reason = "the engine is stopping"
+        await engine.record(run, "compensation.paused", step=sid, data={**data, "reason": reason})
+        return False
     except (StepFailure, LookupError) as exc:
         message = exc.message if isinstance(exc, StepFailure) else str(exc)
         await engine.record(run, "compensation.failed", step=sid, data={**data, "error": message})
-        return
+        return True
     await engine.record(run, "compensation.succeeded", step=sid, data={**data, "output": output})
+    return True
 
 
 # -- crash recovery ----------------------------------------------------------------------

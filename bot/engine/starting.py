@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from bot.engine import admission
 from bot.engine.clock import iso
 from bot.engine.defaults import new_run_id
-from bot.engine.state import RunState, dedup_slot
+from bot.engine.state import RunState, dedup_slot, idempotency_slot
 from bot.errors import ConflictError, PermissionDenied
 from bot.runbook.inputs import coerce_inputs
 from bot.runbook.model import Runbook
@@ -30,6 +30,11 @@ class StartResult:
 
 
 async def dedup_join(engine: Engine, slot: str) -> RunState | None:
+    """The run whose open dedup window ``slot`` a new start joins, or None.
+
+    A run foreign to this engine (a sandbox run seen by a real service, or the
+    other way round) never absorbs a new one: this engine would never act on it.
+    """
     inflight = engine.dedup_inflight.get(slot)
     if inflight is not None:
         try:
@@ -38,8 +43,11 @@ async def dedup_join(engine: Engine, slot: str) -> RunState | None:
             return None
     entry = engine.store.world.dedup.get(slot)
     if entry is not None and entry.until > iso(engine.clock.now()):
+        run = engine.store.get_run(entry.run_id)
+        if run is None or engine.foreign(run) is not None:
+            return None
         await engine.sync()  # the run it names is on disk before anyone hears of it
-        return engine.store.get_run(entry.run_id)
+        return run
     return None
 
 
@@ -129,7 +137,9 @@ async def start_run(
 
     The one way in for every channel (``Engine.start_run``). With ``dedup``
     (key, window seconds) a start within an open window joins the run that
-    opened it; an ``idempotency_key`` seen before returns that run.
+    opened it; an ``idempotency_key`` seen before returns that run. Sandbox
+    and real runs keep separate windows and keys: a run foreign to this engine
+    is never joined (see :meth:`Engine.foreign`).
 
     Raises:
         NotFoundError: unknown runbook.
@@ -148,12 +158,18 @@ async def start_run(
                 f"{requester} may not start runbook {name!r} (run_by limits who may)"
             )
     values = coerce_inputs(runbook.inputs, dict(inputs or {}), from_text=from_text)
-    if idempotency_key is not None and idempotency_key in engine.store.world.idempotency:
-        existing = engine.store.get_run(engine.store.world.idempotency[idempotency_key])
-        if existing is not None:
+    known = (
+        engine.store.world.idempotency.get(idempotency_slot(idempotency_key, engine.sandbox))
+        if idempotency_key is not None
+        else None
+    )
+    if known is not None:
+        existing = engine.store.get_run(known)
+        # a run foreign to this engine (sandbox or not) never stands in for a new one
+        if existing is not None and engine.foreign(existing) is None:
             await engine.sync()  # the run it names is on disk before anyone hears of it
             return StartResult(existing, deduplicated=True)
-    slot = dedup_slot(name, dedup[0]) if dedup else None
+    slot = dedup_slot(name, dedup[0], engine.sandbox) if dedup else None
     if slot is not None:
         joined = await dedup_join(engine, slot)
         if joined is not None:

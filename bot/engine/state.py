@@ -114,7 +114,8 @@ class StepState:
     between_attempts: bool = False
     gate: GateState | None = None
     completed: int | None = None  # order of completion, for compensation
-    compensation: str | None = None  # started | succeeded | failed (whole step)
+    # started | succeeded | failed | items; None: not begun, or paused between attempts
+    compensation: str | None = None
     compensated_items: set[int] = field(default_factory=set)  # for_each items undone
     compensating_item: int | None = None  # the item whose compensation is in progress
     reason: str | None = None
@@ -249,8 +250,15 @@ class World:
         return sorted(rows.values(), key=lambda r: (r["started_at"], r["id"]), reverse=True)
 
 
-def dedup_slot(runbook: str, key: str) -> str:
-    return f"{runbook}\x00{key}"
+def dedup_slot(runbook: str, key: str, sandbox: bool = False) -> str:
+    """The dedup window a run occupies: sandbox and real runs never share one."""
+    slot = f"{runbook}\x00{key}"
+    return f"{slot}\x00sandbox" if sandbox else slot
+
+
+def idempotency_slot(key: str, sandbox: bool = False) -> str:
+    """Where an idempotency key is kept: sandbox and real runs never share one."""
+    return f"sandbox\x00{key}" if sandbox else key
 
 
 def derive_status(run: RunState) -> RunStatus:
@@ -326,10 +334,11 @@ def apply(world: World, record: dict[str, Any], offset: int | None = None) -> Ru
         world.runs[run.id] = run
         dedup = data.get("dedup")
         if dedup:
-            world.dedup[dedup_slot(run.runbook, dedup["key"])] = DedupEntry(run.id, dedup["until"])
+            slot = dedup_slot(run.runbook, dedup["key"], run.sandbox)
+            world.dedup[slot] = DedupEntry(run.id, dedup["until"])
         key = data.get("idempotency_key")
         if key:
-            world.idempotency[key] = run.id
+            world.idempotency[idempotency_slot(key, run.sandbox)] = run.id
         schedule = data.get("trigger", {}).get("schedule_key")
         if schedule:
             fired = data["trigger"].get("scheduled_for", ts)
@@ -355,7 +364,15 @@ def apply(world: World, record: dict[str, Any], offset: int | None = None) -> Ru
     elif event.startswith("compensation.") and step is not None:
         phase = event.split(".", 1)[1]
         item = data.get("item")
-        if item is None:
+        if phase == "paused":
+            # stopped between two attempts, nothing in flight: not "started" any
+            # more, so the next start runs it again instead of calling it interrupted
+            if item is None:
+                step.compensation = None
+            else:
+                step.compensation = "items"
+                step.compensating_item = None
+        elif item is None:
             step.compensation = phase
         elif phase == "started":  # one item of a for_each step: the step is not done yet
             step.compensation = "started"
@@ -409,6 +426,8 @@ def _apply_step(run: RunState, step: StepState, event: str, data: dict[str, Any]
         # the engine stopped it between two calls (a shutdown): nothing was in
         # flight, so the next start carries it on without a recovery gate
         step.between_attempts = True
+        if "attempts" in data:  # stopped before an announced attempt was made
+            step.attempts = int(data["attempts"])
         return
     if event == "step.resumed":
         # a recovery gate said: run it again. The closed gate stays, so its

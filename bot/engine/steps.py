@@ -11,6 +11,8 @@ fails the step at once, saying why, since the vendor may have acted on it.
 Polling repeats the call until ``until`` holds, inside one window of
 ``poll.timeout`` measured on the monotonic clock from the first poll (calls
 and retries included); a retryable error retries that poll, in the same window.
+When the window ran out while the bot was down, one last poll is made after
+the restart, and the step fails only if ``until`` is still false.
 
 Once the engine is stopping (its ``stop`` event is set) no further attempt or
 poll starts: a pause between two calls ends early and raises
@@ -40,7 +42,16 @@ MIN_POLL_INTERVAL = 0.01  # seconds between polls, whatever `poll.every` says
 
 
 class CallStopped(Exception):
-    """The engine is stopping: no further attempt, poll or item of this call was started."""
+    """The engine is stopping: no further attempt, poll or item of this call was started.
+
+    ``attempts`` is set when stopping came before the first attempt of
+    :meth:`CallRunner.attempts`: the attempts made in total, not counting the
+    one that was announced but never made.
+    """
+
+    def __init__(self, attempts: int | None = None) -> None:
+        self.attempts = attempts
+        super().__init__()
 
 
 class StepFailure(Exception):
@@ -199,8 +210,12 @@ class CallRunner:
 
         Raises:
             StepFailure: with the last error.
-            CallStopped: the engine began stopping between two calls.
+            CallStopped: the engine began stopping before the first call or between two.
         """
+        if self.stop.is_set():
+            # stopping began before the first attempt (its step.started may already
+            # be on record): no call starts, and none was made
+            raise CallStopped(attempts=first_attempt - 1)
         tries = Tries(first_attempt, max(plan.retry.attempts, first_attempt))
 
         async def call(window: PollWindow | None) -> Any:
@@ -265,12 +280,7 @@ class CallRunner:
         if plan.until is None or plan.poll is None:
             return await call(None)
         window = self.poll_window(plan, plan.poll.timeout)
-        if not window.fits(0):  # the window ran out while the bot was down
-            raise StepFailure(
-                f"until was not true before poll.timeout ran out: "
-                f"{format_duration(window.elapsed())} passed since the step started, "
-                f"across a restart (poll.timeout: {format_duration(window.timeout)})"
-            )
+        ran_out = not window.fits(0)  # the window ran out while the bot was down
         polls = 0
         while True:
             output = await call(window)
@@ -281,6 +291,14 @@ class CallRunner:
                 raise StepFailure(f"until: {exc.message}") from None
             if done:
                 return output
+            if ran_out:  # one last look after the restart, and no more
+                raise StepFailure(
+                    f"poll.timeout ran out while the bot was down "
+                    f"({format_duration(window.elapsed())} since the step started; "
+                    f"poll.timeout: {format_duration(window.timeout)}); the last poll, "
+                    f"made after the restart, still found until false; "
+                    f"last output: {_short(output)}"
+                )
             pause = max(plan.poll.every, MIN_POLL_INTERVAL)  # `every: 0s` must not spin
             if not window.fits(pause):  # never start a poll after the window ran out
                 raise StepFailure(

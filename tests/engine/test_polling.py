@@ -6,6 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from bot.errors import RetryableError
 from connectors.base import ActionContext, ActionInput, Connector, action
 from connectors.core import Core
@@ -21,6 +23,7 @@ class Probe(ActionInput):
 class Watch(Connector):
     name = "watch"
     calls: ClassVar[list[float]] = []  # when each call started (clock seconds)
+    answer: ClassVar[str] = "Pending"  # the status every call reports
 
     @action(input=Probe)
     async def status(self, ctx: ActionContext, args: Probe) -> dict[str, Any]:
@@ -31,7 +34,7 @@ class Watch(Connector):
             await ctx.sleep(args.takes)
         if number in args.fail_on:
             raise RetryableError("HTTP 503", status=503, no_effect=True)
-        return {"status": "Pending"}
+        return {"status": Watch.answer}
 
 
 REGISTRY = ConnectorRegistry({"core": Core, "watch": Watch})
@@ -113,28 +116,50 @@ async def test_a_retry_wait_past_the_window_is_not_taken() -> None:
     await h.close()
 
 
-async def test_a_restart_does_not_grant_a_new_window(tmp_path: Path) -> None:
+async def _down_past_the_window(tmp_path: Path, *, answer: str, graceful: bool) -> Any:
+    """Poll twice, stop, stay down 25s (35s since the start of a 30s window), restart."""
     Watch.calls = []
+    Watch.answer = "Pending"
     source = runbook("{}", "{every: 10s, timeout: 30s}")
     h = make_engine(source, data_dir=tmp_path, registry=REGISTRY)
     result = await h.engine.start_run("watch", {}, requester="cli:x")
     await h.clock.advance(10)
     assert len(Watch.calls) == 2  # at 0s and 10s
-    await h.engine.close(grace=0)
+    await h.engine.close(grace=10 if graceful else 0)
     await h.store.close()
+    paused = h.events(step="wait")[-1] == "step.paused"
+    assert paused is graceful
 
     Watch.calls = []
+    Watch.answer = answer  # what the vendor says now
     again = make_engine(source, data_dir=tmp_path, registry=REGISTRY)
-    again.clock._now = h.clock.now() + timedelta(seconds=25)  # down for 25s: 35s since the start
+    again.clock._now = h.clock.now() + timedelta(seconds=25)
     await again.engine.start(resume=True)
     run = await again.settle(result.run.id)
-    assert Watch.calls == []  # the window ran out while the bot was down: no call
+    await again.close()
+    Watch.answer = "Pending"
+    return run
+
+
+@pytest.mark.parametrize("graceful", [True, False])
+async def test_a_restart_does_not_grant_a_new_window(tmp_path: Path, graceful: bool) -> None:
+    # regression: the step used to fail at once, claiming until was false, without a poll
+    run = await _down_past_the_window(tmp_path, answer="Pending", graceful=graceful)
+    assert len(Watch.calls) == 1  # one last poll after the restart, and no more
     assert run.steps["wait"].outcome == "failed"
     assert run.steps["wait"].error == (
-        "until was not true before poll.timeout ran out: 35s passed since the step "
-        "started, across a restart (poll.timeout: 30s)"
+        "poll.timeout ran out while the bot was down (35s since the step started; "
+        "poll.timeout: 30s); the last poll, made after the restart, still found until "
+        'false; last output: {"status": "Pending"}'
     )
-    await again.close()
+
+
+@pytest.mark.parametrize("graceful", [True, False])
+async def test_a_job_done_while_the_bot_was_down_succeeds(tmp_path: Path, graceful: bool) -> None:
+    run = await _down_past_the_window(tmp_path, answer="Done", graceful=graceful)
+    assert len(Watch.calls) == 1
+    assert run.steps["wait"].outcome == "succeeded"
+    assert run.steps["wait"].output == {"status": "Done"}
 
 
 async def test_after_a_restart_polling_goes_on_in_what_is_left_of_the_window(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine.state import RunStatus
+from bot.engine.state import RunStatus, dedup_slot
 from bot.errors import ConflictError
 from tests.engine.harness import make_engine
 
@@ -75,3 +75,64 @@ async def test_the_same_setting_carries_the_run_on(tmp_path: Path) -> None:
         assert run.steps["act"].output == {"contained": "web-1"}
     finally:
         await again.close()
+
+
+DEDUP_RUNBOOK = """
+name: iso
+steps:
+  - id: ok
+    approval: {prompt: "go?"}
+  - id: a
+    uses: core.noop
+"""
+
+
+async def _start(data: Path, *, sandbox: bool, key: str = "web-1") -> tuple[str, bool, bool]:
+    """Start ``iso`` with a dedup window and an idempotency key; (run id, joined, sandbox)."""
+    h = make_engine(DEDUP_RUNBOOK, data_dir=data, sandbox=sandbox)
+    try:
+        await h.engine.start(resume=True)
+        result = await h.engine.start_run(
+            "iso", {}, requester=None, dedup=(key, 3600.0), idempotency_key=f"alert:{key}"
+        )
+        await h.settle(result.run.id)
+        return result.run.id, result.deduplicated, result.run.sandbox
+    finally:
+        await h.close()
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+async def test_dedup_windows_and_idempotency_keys_are_kept_apart(
+    tmp_path: Path, sandbox: bool
+) -> None:
+    # regression: a real alert inside a sandbox run's dedup window was joined to
+    # that run, which a real service never acts on, so the real incident started nothing
+    first, joined, kind = await _start(tmp_path, sandbox=sandbox)
+    assert not joined and kind is sandbox
+    other, joined, kind = await _start(tmp_path, sandbox=not sandbox)
+    assert not joined and other != first and kind is (not sandbox)
+    # each run holds the window (and the key) for its own kind, across restarts
+    again, joined, _ = await _start(tmp_path, sandbox=not sandbox)
+    assert joined and again == other
+    again, joined, _ = await _start(tmp_path, sandbox=sandbox)
+    assert joined and again == first
+
+
+async def test_a_foreign_run_in_an_unmarked_dedup_slot_is_not_joined(tmp_path: Path) -> None:
+    # state written before windows were kept apart holds a sandbox run's window
+    # under the plain slot; a real service starts a run of its own all the same
+    first, _, _ = await _start(tmp_path, sandbox=True)
+    real = make_engine(DEDUP_RUNBOOK, data_dir=tmp_path, sandbox=False)
+    try:
+        await real.engine.start(resume=True)
+        world = real.engine.store.world
+        world.dedup[dedup_slot("iso", "web-1")] = world.dedup[dedup_slot("iso", "web-1", True)]
+        world.idempotency["alert:web-1"] = first
+        result = await real.engine.start_run(
+            "iso", {}, requester=None, dedup=("web-1", 3600.0), idempotency_key="alert:web-1"
+        )
+        assert not result.deduplicated and result.run.id != first and not result.run.sandbox
+        joined = await real.engine.start_run("iso", {}, requester=None, dedup=("web-1", 3600.0))
+        assert joined.deduplicated and joined.run.id == result.run.id
+    finally:
+        await real.close()
