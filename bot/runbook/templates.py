@@ -23,7 +23,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -414,34 +414,32 @@ def analyse_expression(text: str) -> Analysis:
 # -- rendering -----------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8192)
-def _compiled_expression(text: str) -> Callable[..., Any]:
+_Built = TypeVar("_Built")
+
+
+def _compile(build: Callable[[], _Built]) -> _Built:
+    """``build()``, with Jinja's syntax errors and runaway nesting as our TemplateError."""
     try:
-        return environment().compile_expression(text, undefined_to_none=False)
+        return build()
     except TemplateSyntaxError as exc:
         raise _syntax_error(exc) from exc
     except RecursionError:
         raise _too_deep() from None
+
+
+@functools.lru_cache(maxsize=8192)
+def _compiled_expression(text: str) -> Callable[..., Any]:
+    return _compile(lambda: environment().compile_expression(text, undefined_to_none=False))
 
 
 @functools.lru_cache(maxsize=8192)
 def _compiled_template(text: str) -> Any:
-    try:
-        return environment().from_string(text)
-    except TemplateSyntaxError as exc:
-        raise _syntax_error(exc) from exc
-    except RecursionError:
-        raise _too_deep() from None
+    return _compile(lambda: environment().from_string(text))
 
 
 @functools.lru_cache(maxsize=1024)
 def _compiled_markup_template(text: str) -> Any:
-    try:
-        return markup_environment().from_string(text)
-    except TemplateSyntaxError as exc:
-        raise _syntax_error(exc) from exc
-    except RecursionError:
-        raise _too_deep() from None
+    return _compile(lambda: markup_environment().from_string(text))
 
 
 def _check_defined(value: Any, text: str) -> Any:
