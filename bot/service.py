@@ -210,17 +210,14 @@ class Service:
             self.timers = SchedulerTimers(self.scheduler)
         sandbox_env: dict[str, str] = {}
         if self.sandbox_enabled:
-            from bot.sandbox import MOUNTS, Sandbox, sandbox_notice
+            from bot.sandbox import Sandbox, sandbox_notice
 
             self.sandbox = Sandbox()
             await self.sandbox.__aenter__()
             sandbox_env = dict(self.sandbox.env)
-            names = [name for name in self.registry.names() if name != "core"]
-            faked = [name for name in names if not self._configured(name)]
-            real = [name for name in names if name in MOUNTS and self._configured(name)]
             log.warning(
                 "SANDBOX: runs are marked as sandbox runs; %s",
-                sandbox_notice(faked, real, self.sandbox.url),
+                sandbox_notice(self.registry.names(), self._configured, self.sandbox.url),
             )
         self.pool = ConnectorPool(
             self.registry, self.env, register_secret=REDACTOR.add, sandbox_env=sandbox_env

@@ -53,16 +53,13 @@ def dispatch(args: argparse.Namespace) -> int:
     if command != "demo":  # the demo keeps its data in a directory of its own
         check_data_dir(ctx)
     if getattr(ctx.args, "sandbox", False) and command in ("run", "approve", "resume", "cancel"):
-        from bot.sandbox import MOUNTS, Sandbox, sandbox_notice
+        from bot.sandbox import Sandbox, sandbox_notice
 
         with Sandbox() as sandbox:
             ctx.sandbox = sandbox
-            names = [n for n in ctx.registry.names() if n != "core"]
-            faked = [n for n in names if not ctx.configured(n)]
-            real = [n for n in names if n in MOUNTS and ctx.configured(n)]
             print(
                 "runbook: sandbox: runs started here are sandbox runs; "
-                + sandbox_notice(faked, real, sandbox.url),
+                + sandbox_notice(ctx.registry.names(), ctx.configured, sandbox.url),
                 file=sys.stderr,
             )
             return _dispatch_runs(ctx, command)

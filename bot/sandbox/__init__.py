@@ -64,6 +64,8 @@ with ``fail`` makes the job fail). See each module for details.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from bot.sandbox.fake import Call, FakeVendor, Fault, FaultKind
 from bot.sandbox.server import MOUNTS, LoopbackServer, Sandbox, build_app
 
@@ -80,14 +82,18 @@ __all__ = [
 ]
 
 
-def sandbox_notice(faked: list[str], real: list[str], url: str) -> str:
+def sandbox_notice(connectors: Iterable[str], configured: Callable[[str], bool], url: str) -> str:
     """What a sandbox start says: which connectors are fakes, and which are not.
 
-    A connector that has a fake but settings of its own keeps them in a
-    sandbox, so its calls reach the real service; the notice says so rather
-    than promise otherwise. (``http`` has no fake: it calls the URLs the
-    runbooks give, sandbox or not.)
+    ``connectors`` are the registry's names; ``configured`` says whether one has
+    settings of its own. A connector that has a fake but settings of its own
+    keeps them in a sandbox, so its calls reach the real service; the notice
+    says so rather than promise otherwise. (``http`` has no fake: it calls the
+    URLs the runbooks give, sandbox or not.)
     """
+    names = [name for name in connectors if name != "core"]
+    faked = [name for name in names if not configured(name)]
+    real = [name for name in names if name in MOUNTS and configured(name)]
     text = f"{', '.join(faked) or 'no connectors'} are simulated by fake vendor APIs at {url}"
     if real:
         verb = "has" if len(real) == 1 else "have"
